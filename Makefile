@@ -1,0 +1,37 @@
+# Every target creates .venv on first use, so each works as the only command on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps baseline test test-all bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## Create .venv with the kit and its test tools (only that)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+system-deps: ## OS packages for the sandbox and browser tests (bubblewrap, chromium), when missing and possible
+	@bash .ci/system-deps
+
+baseline: install system-deps ## Build data, original model and reference pool, score every baseline, print the leaderboard
+	$(BIN)/challenge baseline
+
+test: install system-deps ## Run the test suite (slow end-to-end tests excluded)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install system-deps ## Run every test, slow ones included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install ## Print speed and memory figures (metric, training, sandbox)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove generated data, pools, run folders (keeps .venv)
+	rm -rf .cache outputs multirun wandb lightning_logs

@@ -1,0 +1,3 @@
+"""Machine-unlearning challenge kit."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,170 @@
+"""`challenge <command> [overrides]`: each command is a Hydra app over the configs in conf/.
+
+Adding a command is one entry in COMMANDS (module:function, config name, help). Errors a user
+can fix (a typo in an override, an unknown model, a missing folder) end in one line on stderr
+and exit status 2, never in a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from challenge.errors import ChallengeError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class Command(NamedTuple):
+    target: str  # "module:function" taking the composed DictConfig
+    config: str  # primary config name in conf/
+    help: str
+    positional: str | None = None  # config key that a leading positional argument sets
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("challenge.train:run", "train", "train the original model on all training images"),
+    "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set"),
+    "data preview": Command("challenge.data.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0
+    name, rest = _match_command(argv)
+    if name is None:
+        return _fail(f"unknown command {' '.join(argv[:2])!r}; run `challenge --help` for the list")
+    cmd = COMMANDS[name]
+    try:
+        overrides = _positional_to_override(cmd, rest)
+        if not any(a in {"-m", "--multirun"} for a in overrides) and not any(a.startswith("--") for a in overrides):
+            check_overrides(cmd.config, overrides)
+    except ChallengeError as e:
+        return _fail(str(e))
+    return run_hydra(name, cmd, overrides)
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: challenge <command> [key=value ...]   (Hydra overrides; -m for multirun)", "", "commands:"]
+    lines += [f"  {n:<{width}}  {c.help}" for n, c in COMMANDS.items()]
+    lines += ["", f"configs: {CONF_DIR}", "see `challenge <command> --cfg job` for the composed config"]
+    return "\n".join(lines)
+
+
+def _match_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if name in COMMANDS:
+            return name, argv[n_words:]
+    return None, argv
+
+
+def _positional_to_override(cmd: Command, rest: list[str]) -> list[str]:
+    if cmd.positional and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        path = str(Path(rest[0]).expanduser().resolve())
+        return [f"{cmd.positional}={_quote(path)}", *rest[1:]]
+    return rest
+
+
+def _quote(value: str) -> str:
+    """Hydra's override grammar takes any string in single quotes, with \\' inside."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def check_overrides(config_name: str, overrides: list[str]) -> None:
+    """Compose once before running, so a typo is reported in one line with a suggestion."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from challenge.tracking import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose(config_name, overrides)
+    except Exception as e:  # Hydra raises several types; all mean "this override does not fit"
+        raise ChallengeError(_explain_override_error(config_name, overrides, e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _explain_override_error(config_name: str, overrides: list[str], err: Exception) -> str:
+    text = " ".join(str(err).split()).split(" Config search path")[0]
+    for ov in overrides:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key and key in text:
+            hint = _suggest(config_name, key) if "Could not override" in text else ""
+            return f"bad override {ov!r}: {text}{hint}"
+    return f"bad configuration: {text}"
+
+
+def _suggest(config_name: str, key: str) -> str:
+    """'did you mean' from the keys and config groups the composed config really has."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name)
+    keys = _flat_keys(OmegaConf.to_container(cfg, resolve=False))
+    keys += [p.name for p in CONF_DIR.iterdir() if p.is_dir()]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else " (prefix with + to add a new key)"
+
+
+def _flat_keys(d: Any, prefix: str = "") -> list[str]:
+    if not isinstance(d, dict):
+        return []
+    out = []
+    for k, v in d.items():
+        out.append(f"{prefix}{k}")
+        out += _flat_keys(v, f"{prefix}{k}.")
+    return out
+
+
+def run_hydra(name: str, cmd: Command, overrides: list[str]) -> int:
+    import hydra
+
+    from challenge.tracking import register_resolvers
+
+    register_resolvers()
+    module, func = cmd.target.split(":")
+    task: Callable = getattr(importlib.import_module(module), func)
+
+    def guarded(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except Exception as e:
+            user_error = _user_error(e)
+            if user_error is None:
+                raise
+            sys.exit(_fail(str(user_error)))
+
+    sys.argv = [f"challenge {name}", *overrides]
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=cmd.config)(guarded)()
+    return 0
+
+
+def _user_error(e: BaseException | None) -> ChallengeError | None:
+    """Our user-facing error, even when Hydra's instantiate wrapped it."""
+    while e is not None:
+        if isinstance(e, ChallengeError):
+            return e
+        e = e.__cause__
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

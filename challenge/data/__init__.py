@@ -1,0 +1,1 @@
+"""Face-age data: sources, splits and the Lightning DataModule."""

@@ -1,0 +1,174 @@
+"""Loaders for every part of the split, with the batch layout of the 2023 Kaggle loaders.
+
+Batches are dicts with `image`, `age_group`, `age`, `person_id` and `image_id`, so submissions
+written for Kaggle run unchanged. Images are decoded once (by the source) and cached as uint8;
+here they are normalised once per process, so an epoch is only indexing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from challenge.data.faces import FaceImages
+from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split, write_atomic
+from challenge.errors import ChallengeError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FaceSource(Protocol):
+    """Anything that yields `FaceImages`; a dataclass, so that its fields identify its output.
+
+    A source whose layout fixes the split (Kaggle's retain/forget/validation CSVs) also has
+    `load_with_parts() -> (FaceImages, {"retain"|"forget"|"val"|"test": image indices} | None)`.
+    """
+
+    def load(self) -> FaceImages: ...
+
+
+def source_key(source: FaceSource) -> str:
+    """Cache key of a source: its type and fields, plus what it says of its content if it can."""
+    fields = asdict(source) if is_dataclass(source) else vars(source)
+    payload: dict[str, Any] = {"type": f"{type(source).__module__}.{type(source).__qualname__}", **fields}
+    if hasattr(source, "content_key"):
+        payload["content"] = source.content_key()
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class FaceDataset(Dataset):
+    """Per-item dicts over pre-normalised images (a plain map-style dataset, so that submissions
+    that build their own DataLoader over `loader.dataset` keep working)."""
+
+    def __init__(self, images: torch.Tensor, ages: torch.Tensor, groups: torch.Tensor, person_ids: torch.Tensor, indices: np.ndarray):
+        self.images, self.ages, self.groups, self.person_ids = images, ages, groups, person_ids
+        self.indices = torch.as_tensor(indices, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        j = self.indices[i]
+        return {
+            "image": self.images[j],
+            "age_group": self.groups[j],
+            "age": self.ages[j],
+            "person_id": self.person_ids[j],
+            "image_id": j,
+        }
+
+
+class FaceDataModule(L.LightningDataModule):
+    """One data source, one split, loaders for train/retain/forget/val/test."""
+
+    def __init__(
+        self,
+        source: FaceSource,
+        cache_dir: str,
+        split: dict | SplitSpec | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.cache_dir = Path(cache_dir)
+        self.spec = split if isinstance(split, SplitSpec) else SplitSpec(**_plain(split or {}))
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.faces: FaceImages | None = None
+        self.split: Split | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cache_dir / "data" / f"{type(self.source).__name__.lower()}-{source_key(self.source)}"
+
+    @property
+    def split_path(self) -> Path:
+        key = hashlib.sha256(json.dumps(asdict(self.spec), sort_keys=True).encode()).hexdigest()[:12]
+        return self.data_dir / f"split-{key}.json"
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.n_age_groups
+
+    def data_config(self) -> dict[str, Any]:
+        """What a model needs to know about its inputs; saved with every net file."""
+        return {"resolution": self.faces.resolution if self.faces is not None else None, "mean": list(self.mean), "std": list(self.std)}
+
+    def prepare_data(self) -> None:
+        """Build the cached tensor file and the split manifest once; later runs only read them."""
+        faces_path = self.data_dir / "faces.pt"
+        parts_path = self.data_dir / "parts.json"
+        if not faces_path.exists():
+            self._cache_faces(faces_path, parts_path)
+        if not self.split_path.exists():
+            faces = FaceImages.load(faces_path)
+            split = given_split(faces, json.loads(parts_path.read_text()), self.spec) if parts_path.exists() else make_split(faces, self.spec)
+            split.save(self.split_path)
+
+    def _cache_faces(self, faces_path: Path, parts_path: Path) -> None:
+        """A split given by the source is kept beside the images: every later split spec needs it,
+        and only the decoding knows which images survived."""
+        if not hasattr(self.source, "load_with_parts"):
+            self.source.load().save(faces_path)
+            return
+        faces, parts = self.source.load_with_parts()
+        if parts is not None:
+            write_atomic(parts_path, json.dumps(parts))
+        faces.save(faces_path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.faces is not None:
+            return
+        self.prepare_data()
+        self.faces = FaceImages.load(self.data_dir / "faces.pt")
+        self.split = Split.load(self.split_path)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        self._images = (self.faces.images.float() / 255.0 - mean) / std
+        self._groups = age_groups(self.faces.ages, self.split.age_edges)
+
+    def dataset(self, part: str) -> FaceDataset:
+        self.setup()
+        assert self.faces is not None and self.split is not None
+        return FaceDataset(self._images, self.faces.ages, self._groups, self.faces.person_ids, self.split.indices(part))
+
+    def loader(self, part: str, shuffle: bool = False, batch_size: int | None = None, generator: torch.Generator | None = None) -> DataLoader:
+        """Any part of the split; training parts shuffle, evaluation parts keep the manifest order."""
+        ds = self.dataset(part)
+        if len(ds) == 0:
+            raise ChallengeError(f"the {part} split is empty: make the dataset larger or change data.split")
+        bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+def _plain(d: Any) -> dict:
+    """OmegaConf nodes to plain Python, so that dataclass fields get lists/tuples, not ListConfig."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out = OmegaConf.to_container(d, resolve=True) if isinstance(d, DictConfig) else dict(d)
+    if out.get("age_range") is not None:
+        out["age_range"] = tuple(out["age_range"])
+    return out

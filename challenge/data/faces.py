@@ -1,0 +1,51 @@
+"""The one in-memory form every face-age source is turned into.
+
+Sources differ (generated, folders of JPEGs, CSV manifests); everything after them
+(splits, loaders, training, scoring) sees only `FaceImages`: decoded uint8 pixels at the
+configured resolution, so epochs never decode an image twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class FaceImages:
+    """M images of people with known ages; `person_ids` make identity-level forgetting possible."""
+
+    images: torch.Tensor  # uint8 [M, 3, H, W]
+    ages: torch.Tensor  # int64 [M], years
+    person_ids: torch.Tensor  # int64 [M]
+
+    def __post_init__(self) -> None:
+        m = self.images.shape[0]
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [M, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        for name in ("ages", "person_ids"):
+            t = getattr(self, name)
+            if t.shape != (m,):
+                raise ValueError(f"{name} must have shape ({m},), got {tuple(t.shape)}")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+    def save(self, path: Path) -> None:
+        """Write atomically so that a killed process never leaves a truncated cache behind."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"images": self.images, "ages": self.ages, "person_ids": self.person_ids}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "FaceImages":
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(d["images"], d["ages"], d["person_ids"])

@@ -1,0 +1,84 @@
+"""One training recipe for the original model, every retrained model, and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from challenge.data.datamodule import FaceDataModule
+from challenge.model import AgePredictor, accuracy, mean_confidence, predict_logits
+
+# Data lives in memory: loader worker processes would only add start-up time.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*Trying to infer the `batch_size`.*")
+
+
+def fit(cfg: DictConfig, dm: FaceDataModule, part: str, seed: int, logger: Any = False, validate: bool = True) -> tuple[AgePredictor, float]:
+    """Train from scratch on one part of the split ('train' for the original, 'retain' for the pool).
+
+    The seed fixes both the initialisation and the data order, so each pool member is one sample
+    of the retrain-from-scratch distribution and a rerun reproduces it exactly.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    dm.setup()
+    model: AgePredictor = instantiate(cfg.model, num_classes=dm.num_classes, class_weights=dm.split.class_weights)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, enable_progress_bar=validate and cfg.trainer.get("enable_progress_bar", True))
+    start = time.perf_counter()
+    trainer.fit(
+        model,
+        train_dataloaders=dm.loader(part, shuffle=True),
+        val_dataloaders=dm.val_dataloader() if validate and len(dm.dataset("val")) else None,
+    )
+    return model, time.perf_counter() - start
+
+
+def evaluate(net: torch.nn.Module, dm: FaceDataModule, parts: tuple[str, ...] = ("retain", "forget", "val", "test")) -> dict[str, dict[str, float]]:
+    """Accuracy and mean true-class confidence per split part."""
+    out = {}
+    for part in parts:
+        if len(dm.dataset(part)) == 0:
+            continue
+        logits, targets = predict_logits(net, dm.loader(part))
+        out[part] = {"acc": accuracy(logits, targets), "confidence": mean_confidence(logits, targets), "n": len(targets)}
+    return out
+
+
+def majority_rate(dm: FaceDataModule, part: str = "test") -> float:
+    """Accuracy of always predicting the most frequent training group: the floor a model must beat."""
+    dm.setup()
+    train_groups = torch.stack([dm.dataset("train")[i]["age_group"] for i in range(len(dm.dataset("train")))])
+    top = torch.bincount(train_groups, minlength=dm.num_classes).argmax()
+    groups = torch.stack([dm.dataset(part)[i]["age_group"] for i in range(len(dm.dataset(part)))])
+    return float((groups == top).float().mean())
+
+
+def set_threads(threads: int | None) -> int:
+    """Give each process its share of the cores, so parallel pool workers don't oversubscribe them.
+
+    With `threads=None` the share follows the launcher: joblib's n_jobs processes split the cores.
+    """
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // _concurrent_jobs())
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def _concurrent_jobs() -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    hc = HydraConfig.get()
+    if hc.mode is None or hc.mode.name != "MULTIRUN":
+        return 1
+    n_jobs = hc.launcher.get("n_jobs")
+    if n_jobs is None:
+        return 1
+    return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)

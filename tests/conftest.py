@@ -1,0 +1,54 @@
+"""Shared test setup: the real configs, composed with tiny overrides; caches and W&B kept hermetic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from challenge.cli import CONF_DIR
+from challenge.tracking import register_resolvers
+
+REPO = Path(__file__).resolve().parent.parent
+CHALLENGE = Path(sys.executable).parent / "challenge"
+
+# A small SynthFaces and a 1-epoch recipe: seconds per model, same code paths as the default preset.
+TINY = [
+    "data.source.n_identities=60",
+    "data.source.images_per_identity=6",
+    "trainer.max_epochs=1",
+    "logger=none",
+]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test talks to W&B servers or writes to the user's cache."""
+    os.environ["WANDB_MODE"] = "disabled"
+    os.environ["WANDB_SILENT"] = "true"
+    os.environ["CHALLENGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    register_resolvers()
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The real config as a command would see it, with the run folder pinned to `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(REPO)
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(CHALLENGE), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
