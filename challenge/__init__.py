@@ -1,3 +1,7 @@
 """Machine-unlearning challenge kit."""
 
 __version__ = "0.1.0"
+
+from challenge.tracking import register_resolvers as _register_resolvers  # noqa: E402
+
+_register_resolvers()

@@ -28,6 +28,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "train": Command("challenge.train:run", "train", "train the original model on all training images"),
     "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set"),
+    "score": Command("challenge.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission"),
     "data preview": Command("challenge.data.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
 }
 
@@ -153,10 +154,15 @@ def run_hydra(name: str, cmd: Command, overrides: list[str]) -> int:
 
 
 def _user_error(e: BaseException | None) -> ChallengeError | None:
-    """Our user-facing error, even when Hydra's instantiate wrapped it."""
+    """Our user-facing error, even when Hydra's instantiate wrapped it; a required key left at
+    `???` (e.g. data.root) is one too."""
+    from omegaconf.errors import MissingMandatoryValue
+
     while e is not None:
         if isinstance(e, ChallengeError):
             return e
+        if isinstance(e, MissingMandatoryValue):
+            return ChallengeError(f"{e.full_key} is required: add {e.full_key}=... to the command")
         e = e.__cause__
     return None
 

@@ -30,7 +30,7 @@ from challenge.data.datamodule import FaceDataModule
 from challenge.errors import ChallengeError
 from challenge.metric import logit_scaled_confidence
 from challenge.model import predict_logits, save_net
-from challenge.training import evaluate, fit, set_threads
+from challenge.training import evaluate, fit, quiet_lightning, set_threads
 
 # Fields that change how fast, not what, a model learns: left out of the fingerprint.
 _NOT_OUTPUT = {"num_workers", "eval_batch_size", "cache_dir"}
@@ -338,6 +338,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from challenge.tracking import finish, make_logger
 
     set_threads(cfg.pool.threads)
+    quiet_lightning()
     dm: FaceDataModule = instantiate(cfg.data)
     dm.setup()
     pool = Pool.for_config(cfg, dm)
@@ -346,6 +347,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     logger = make_logger(cfg, group=f"pool-{pool.fingerprint}", name=f"pool-{pool.fingerprint}-shard{cfg.pool.shard}")
     build_original(pool, cfg, dm, stale)
     bar = tqdm(total=n, initial=len(pool.entries(n)), desc=f"pool {pool.fingerprint}", unit="model", dynamic_ncols=True)
+    trained_here: list[int] = []
     for seed in claims(pool, n, stale):
         entry = train_member(pool, cfg, dm, seed)
         bar.n = len(pool.entries(n))
@@ -353,8 +355,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         bar.refresh()
         if logger:
             logger.log_metrics({"seed": seed, "seconds": entry.seconds, "retain_acc": entry.retain_acc, "forget_acc": entry.forget_acc, "test_acc": entry.test_acc}, step=seed)
+        trained_here.append(seed)
     bar.close()
-    result = summary(pool, n)
+    result = summary(pool, n) | {"trained_here": trained_here, "shard": cfg.pool.shard}
     if logger:
         logger.log_hyperparams({"pool": result})
         finish(logger)

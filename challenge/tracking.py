@@ -25,8 +25,12 @@ def wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
+    """Registered on import of the package, so that launcher worker processes have them too."""
     if not OmegaConf.has_resolver("wandb_offline"):
         OmegaConf.register_new_resolver("wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("cwd"):
+        # ${hydra:runtime.cwd} is unset while a sweeper computes multirun folders; this works always.
+        OmegaConf.register_new_resolver("cwd", os.getcwd)
 
 
 def make_logger(cfg: DictConfig, **overrides: Any) -> Any:

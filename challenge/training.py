@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -18,6 +19,14 @@ from challenge.model import AgePredictor, accuracy, mean_confidence, predict_log
 # Data lives in memory: loader worker processes would only add start-up time.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Trying to infer the `batch_size`.*")
+warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+
+def quiet_lightning() -> None:
+    """Many fits in one process (the pool): keep the progress bar over models readable."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fit(cfg: DictConfig, dm: FaceDataModule, part: str, seed: int, logger: Any = False, validate: bool = True) -> tuple[AgePredictor, float]:
