@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -167,7 +168,7 @@ def read_entry(path: Path) -> PoolEntry | None:
     try:
         with np.load(path) as z:
             conf, meta_bytes, checksum = z["confidences"], z["meta"].tobytes(), z["checksum"].tobytes().decode()
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     if _checksum(conf, meta_bytes) != checksum:
         return None
