@@ -26,6 +26,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from challenge.data.faces import FaceImages
+from challenge.errors import ChallengeError
 
 MAX_AGE = 90
 # Bump when the drawing changes: caches and pools keyed on the old pictures must not be reused.
@@ -85,18 +86,18 @@ class SynthFaces:
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_identities, int) or self.n_identities < 1:
-            raise ValueError(f"n_identities must be an integer >= 1, got {self.n_identities!r}")
+            raise ChallengeError(f"data.source.n_identities must be an integer >= 1, got {self.n_identities!r}")
         if not isinstance(self.resolution, int) or self.resolution < 16:
-            raise ValueError(f"resolution must be an integer >= 16, got {self.resolution!r}")
+            raise ChallengeError(f"data.source.resolution must be an integer >= 16, got {self.resolution!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+            raise ChallengeError(f"data.source.seed must be an integer >= 0, got {self.seed!r}")
         self._count_range()  # validates images_per_identity
 
     def _count_range(self) -> tuple[int, int]:
         ipi = self.images_per_identity
         pair = (ipi, ipi) if isinstance(ipi, int) else tuple(ipi) if isinstance(ipi, Sequence) else ()
         if len(pair) != 2 or not all(isinstance(n, int) for n in pair) or not 1 <= pair[0] <= pair[1]:
-            raise ValueError(f"images_per_identity must be an int >= 1 or a (min, max) pair with 1 <= min <= max, got {ipi!r}")
+            raise ChallengeError(f"data.source.images_per_identity must be an int >= 1 or a (min, max) pair with 1 <= min <= max, got {ipi!r}")
         return pair
 
     def content_key(self) -> str:
@@ -125,7 +126,7 @@ def contact_sheet(faces: FaceImages, path: Path, n_identities: int = 16, max_ima
     Size: width = LABEL + cols * (res*scale + PAD) + PAD, height = rows * (res*scale + PAD) + PAD,
     where cols = min(max_images, most photos of a shown identity)."""
     if n_identities < 1 or max_images < 1 or scale < 1:
-        raise ValueError(f"n_identities, max_images and scale must be >= 1, got {n_identities}, {max_images}, {scale}")
+        raise ChallengeError(f"n_identities, max_images and scale must be >= 1, got {n_identities}, {max_images}, {scale}")
     rows = _sheet_rows(faces, n_identities)
     cell = faces.resolution * scale
     cols = min(max_images, max(len(idx) for _, idx in rows))
