@@ -1,12 +1,15 @@
 """`challenge <command> [overrides]`: each command is a Hydra app over the configs in conf/.
 
-Adding a command is one entry in COMMANDS (module:function, config name, help). Errors a user
-can fix (a typo in an override, an unknown model, a missing folder) end in one line on stderr
-and exit status 2, never in a traceback.
+Adding a command is one entry in COMMANDS (module:function, config name, help). A command with
+`flags` parses its own options with argparse (`challenge submit --team owls x.py`) and its
+function gets them as a second argument; every key=value argument stays a Hydra override. Errors
+a user can fix (a typo in an override, an unknown model, a missing folder, a refused submission)
+end in one line on stderr and exit status 2, never in a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import sys
@@ -23,14 +26,25 @@ class Command(NamedTuple):
     config: str  # primary config name in conf/
     help: str
     positional: str | None = None  # config key that a leading positional argument sets
+    flags: str | None = None  # "module:function" adding argparse options; the target then takes (cfg, args)
 
 
+_COMPETITION = "challenge.competition.commands"
 COMMANDS: dict[str, Command] = {
     "train": Command("challenge.train:run", "train", "train the original model on all training images"),
     "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set"),
     "score": Command("challenge.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission"),
+    "baseline": Command("challenge.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report"),
     "data preview": Command("challenge.data.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
+    "competition init": Command(f"{_COMPETITION}:init", "competition", "build each phase's original model and pool, create the competition database", flags=f"{_COMPETITION}:no_flags"),
+    "submit": Command(f"{_COMPETITION}:submit", "competition", "queue a submission: submit --team T FILE.py (prints its id)", flags=f"{_COMPETITION}:submit_flags"),
+    "worker": Command(f"{_COMPETITION}:worker", "competition", "score queued submissions on every phase until the queue is empty (--follow: keep waiting)", flags=f"{_COMPETITION}:worker_flags"),
+    "leaderboard": Command(f"{_COMPETITION}:leaderboard", "competition", "print the leaderboard (--html PATH: also write a static page)", flags=f"{_COMPETITION}:leaderboard_flags"),
+    "competition finalize": Command(f"{_COMPETITION}:finalize", "competition", "close the competition and reveal the private phase's ranking", flags=f"{_COMPETITION}:no_flags"),
+    "competition bundle": Command(f"{_COMPETITION}:bundle", "competition", "write a Codabench competition bundle (--out ZIP)", flags=f"{_COMPETITION}:bundle_flags"),
 }
+# Hydra's own options a command with flags passes through untouched.
+_HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "--info", "-i", "--package", "-p"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unknown command {' '.join(argv[:2])!r}; run `challenge --help` for the list")
     cmd = COMMANDS[name]
     try:
+        args, rest = parse_flags(name, cmd, rest)
         overrides = _positional_to_override(cmd, rest)
         if not any(a in {"-m", "--multirun"} for a in overrides) and not any(a.startswith("--") for a in overrides):
             check_overrides(cmd.config, overrides)
     except ChallengeError as e:
         return _fail(str(e))
-    return run_hydra(name, cmd, overrides)
+    return run_hydra(name, cmd, overrides, args)
 
 
 def usage() -> str:
@@ -65,6 +80,35 @@ def _match_command(argv: list[str]) -> tuple[str | None, list[str]]:
         if name in COMMANDS:
             return name, argv[n_words:]
     return None, argv
+
+
+class _FlagParser(argparse.ArgumentParser):
+    """argparse, but a mistake is our one-line error instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ChallengeError(f"{message} (see `{self.prog} --help`)")
+
+
+def _is_override(arg: str) -> bool:
+    return not arg.startswith("-") and "=" in arg
+
+
+def parse_flags(name: str, cmd: Command, argv: list[str]) -> tuple[argparse.Namespace | None, list[str]]:
+    """The command's own options, and what is left for Hydra (key=value overrides, Hydra's flags)."""
+    if cmd.flags is None:
+        return None, argv
+    parser = _FlagParser(prog=f"challenge {name}", description=cmd.help, epilog="Any key=value argument is a Hydra override of the configs in conf/ (e.g. competition=my_comp).")
+    _load(cmd.flags)(parser)
+    args, unknown = parser.parse_known_args([a for a in argv if not _is_override(a)])
+    for i, arg in enumerate(unknown):
+        if arg not in _HYDRA_FLAGS and not (i and unknown[i - 1] in _HYDRA_FLAGS):
+            parser.error(f"unrecognized argument {arg!r}")
+    return args, [a for a in argv if _is_override(a)] + unknown
+
+
+def _load(target: str) -> Callable:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _positional_to_override(cmd: Command, rest: list[str]) -> list[str]:
@@ -130,18 +174,17 @@ def _flat_keys(d: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def run_hydra(name: str, cmd: Command, overrides: list[str]) -> int:
+def run_hydra(name: str, cmd: Command, overrides: list[str], args: argparse.Namespace | None = None) -> int:
     import hydra
 
     from challenge.tracking import register_resolvers
 
     register_resolvers()
-    module, func = cmd.target.split(":")
-    task: Callable = getattr(importlib.import_module(module), func)
+    task: Callable = _load(cmd.target)
 
     def guarded(cfg: Any) -> Any:
         try:
-            return task(cfg)
+            return task(cfg) if args is None else task(cfg, args)
         except Exception as e:
             user_error = _user_error(e)
             if user_error is None:

@@ -1,0 +1,170 @@
+"""The competition's commands, as `challenge.cli` runs them: each takes the composed config and
+its own parsed flags. Heavy imports stay inside the functions so that `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from challenge.competition.phases import Phase, check_open, phase_config, phases
+from challenge.competition.rules import Limits, check_team, in_transaction_checks, read_file
+from challenge.competition.store import Store
+from challenge.competition.worker import db_path
+from challenge.errors import ChallengeError
+
+
+# -- flags -------------------------------------------------------------------------------------------
+def submit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--team", required=True, help="your team's name (letters, digits, _ . -)")
+    p.add_argument("file", type=Path, help="the .py file defining unlearning(net, retain_loader, forget_loader, val_loader)")
+
+
+def worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--follow", action="store_true", help="keep waiting for new submissions instead of exiting when the queue is empty")
+
+
+def leaderboard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", type=Path, metavar="PATH", help="also write a static HTML page (table and plots) to PATH")
+
+
+def bundle_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, metavar="ZIP", help="where to write the Codabench bundle (default: <name>_codabench.zip here)")
+    p.add_argument("--check", action="store_true", help="then run every task's ingestion and scoring programs on the sample submission, as Codabench would")
+
+
+def no_flags(p: argparse.ArgumentParser) -> None:
+    """init and finalize take only overrides, but parsing them here gives them `--help`."""
+
+
+# -- commands -----------------------------------------------------------------------------------------
+def init(cfg: DictConfig, args: argparse.Namespace) -> None:
+    """Each phase's original model and pool (reused when they exist), then the database."""
+    from challenge.pool import run as build_pool
+    from challenge.score import prepare
+
+    all_phases = phases(cfg)
+    if int(cfg.scorer.n_runs) > int(cfg.pool.size):
+        raise ChallengeError(f"scorer.n_runs={cfg.scorer.n_runs} needs a pool of at least as many models, but pool.size={cfg.pool.size}")
+    lines = []
+    for phase in all_phases:
+        print(f"== phase {phase.name}: building (or reusing) its original model and reference pool")
+        pcfg = phase_config(cfg, phase)
+        with open_dict(pcfg):
+            pcfg.paths.output_dir = str(Path(cfg.paths.output_dir) / phase.name)
+        build_pool(pcfg)
+        ctx = prepare(pcfg)
+        s = ctx.settings
+        lines.append(f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.budget_seconds:.1f} s per run ({s.budget_rule})")
+    store = Store(db_path(cfg), create=True)
+    store.record("init", {"phases": [p.name for p in all_phases]})
+    counts = store.counts()
+    print(f"competition {cfg.competition.name}: database {store.path} (schema v{store.version}, {sum(counts.values())} submissions)")
+    print("\n".join(lines))
+    print("next: challenge submit --team NAME FILE.py, then challenge worker")
+
+
+def submit(cfg: DictConfig, args: argparse.Namespace) -> None:
+    """Checks that need no database first, the rest inside the insert's transaction."""
+    limits = Limits.from_config(cfg)
+    team = check_team(args.team)
+    check_open(phases(cfg), datetime.now(timezone.utc))
+    path = args.file.expanduser().resolve()
+    content = read_file(path, limits)
+    sha = hashlib.sha256(content).hexdigest()
+    store = Store(db_path(cfg))
+    sid = store.add(team, path.name, content, sha, time.time(), in_transaction_checks(limits))
+    print(f"submission {sid} queued for team {team}: {path.name} (sha256 {sha[:12]}); `challenge worker` scores the queue")
+
+
+def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
+    from challenge.competition.worker import run
+
+    run(cfg, follow=args.follow)
+
+
+def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
+    """Public standings; after finalize the private (final) ones too, and the page shows those."""
+    from challenge.competition.leaderboard import standings
+    from challenge.report import leaderboard_table, write_html
+
+    store, all_phases = Store(db_path(cfg)), phases(cfg)
+    public = all_phases[0].name
+    finalized = store.last_event("finalize")
+    shown = all_phases if finalized else all_phases[:1]
+    tables = {p.name: standings(store, public, p.name) for p in shown}
+    for p in shown:
+        label = "final ranking" if finalized and p is all_phases[-1] else "leaderboard"
+        print(f"{cfg.competition.title}: {p.name} phase, {label}")
+        print(leaderboard_table(tables[p.name][0]))
+        print()
+    counts = store.counts()
+    state = f"finalized {datetime.fromtimestamp(finalized[0], timezone.utc):%Y-%m-%d %H:%M UTC}" if finalized else "private scores hidden until `challenge competition finalize`"
+    print(f"{sum(counts.values())} submissions: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {state}")
+    last = shown[-1].name
+    if args.html:
+        title = f"{cfg.competition.title}: {last} phase" + (" (final ranking)" if finalized else "")
+        print(f"page: {write_html(title, tables[last][0], tables[last][1], args.html)}")
+    log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()})
+
+
+_WANDB_COLUMNS = ("rank", "team", "name", "status", "final_score", "forget_quality", "f_ci_low", "f_ci_high", "overlap", "retain_ratio", "test_ratio", "seconds_per_run", "submitted")
+
+
+def log_to_wandb(cfg: DictConfig, tables: dict[str, list[dict[str, Any]]]) -> None:
+    """One W&B table per shown phase, when W&B is on."""
+    from challenge.tracking import finish, make_logger
+
+    logger = make_logger(cfg, name=f"leaderboard-{cfg.competition.name}", group=f"competition-{cfg.competition.name}")
+    if not logger:
+        return
+    import wandb
+
+    for phase, rows in tables.items():
+        data = [[i, *(_wandb_cell(r, c) for c in _WANDB_COLUMNS[1:])] for i, r in enumerate(rows, 1)]
+        logger.experiment.log({f"leaderboard/{phase}": wandb.Table(columns=list(_WANDB_COLUMNS), data=data)})
+    finish(logger)
+
+
+def _wandb_cell(row: dict[str, Any], column: str) -> Any:
+    """Flat cells: W&B tables take scalars, so F's interval is split in two columns."""
+    if column in ("f_ci_low", "f_ci_high"):
+        ci = row.get("f_ci")
+        return ci[column == "f_ci_high"] if ci else None
+    return row.get(column)
+
+
+def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
+    store = Store(db_path(cfg))
+    done = store.last_event("finalize")
+    if done is None:
+        store.finalize()
+        print(f"competition {cfg.competition.name} finalized: the private ranking is now shown")
+    else:
+        print(f"competition {cfg.competition.name} was already finalized on {datetime.fromtimestamp(done[0], timezone.utc):%Y-%m-%d %H:%M UTC}")
+    leaderboard(cfg, argparse.Namespace(html=None))
+
+
+def bundle(cfg: DictConfig, args: argparse.Namespace) -> None:
+    import tempfile
+
+    from challenge.competition.bundle import build, try_sample, validate
+
+    out = (args.out or Path(f"{cfg.competition.name}_codabench.zip")).expanduser().resolve()
+    build(cfg, out)
+    summary = validate(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {summary}")
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            for phase, scores in zip(phases(cfg), try_sample(out, Path(tmp))):
+                print(f"  {phase.name}: the sample submission scores " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+
+def _dates(phase: Phase) -> str:
+    end = f"{phase.end:%Y-%m-%d}" if phase.end else "open-ended"
+    return f"{phase.start:%Y-%m-%d} .. {end}"

@@ -1,0 +1,44 @@
+"""Standings from the store: each team's best submission, ranked, in `challenge.report`'s rows.
+
+A team's best submission is its best on the public phase, the only score anyone sees before
+finalize; the private ranking then ranks those same submissions by their private score (Kaggle's
+default when a team selects nothing), so the private split can never be used to pick a submission.
+Teams with nothing scored yet are listed after the ranked ones with their latest verdict, so that
+every team appears.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from challenge.competition.store import Store, Submission
+from challenge.report import rank, row_from_result
+
+
+def standings(store: Store, public: str, phase: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(rows, results by row name) for `phase`, the public one by default."""
+    phase = phase or public
+    subs = store.submissions()
+    chosen, shown = store.results(public), store.results(phase)
+    best: dict[str, Submission] = {}
+    for sub in subs:  # in submission order, so that a tie goes to the earlier file
+        if sub.status == "scored" and sub.id in shown and _final(chosen, sub) > _final(chosen, best.get(sub.team)):
+            best[sub.team] = sub
+    latest = {s.team: s for s in subs if s.team not in best}
+    rows = [_row(s, shown[s.id]) for s in best.values()] + [_row(s, {"status": s.verdict or s.status, "message": s.message or ""}) for s in latest.values()]
+    results = {_name(s): shown[s.id] for s in best.values()}
+    return rank(rows), results
+
+
+def _final(results: dict[int, dict[str, Any]], sub: Submission | None) -> float:
+    return float("-inf") if sub is None else results[sub.id]["score"]["final_score"]
+
+
+def _name(sub: Submission) -> str:
+    return f"#{sub.id} {sub.filename}"
+
+
+def _row(sub: Submission, result: dict[str, Any]) -> dict[str, Any]:
+    submitted = datetime.fromtimestamp(sub.submitted_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return row_from_result(_name(sub), result) | {"team": sub.team, "submitted": submitted}

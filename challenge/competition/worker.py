@@ -1,0 +1,120 @@
+"""`challenge worker`: take the oldest free submission, score it on every phase, store the outcome.
+
+One worker is one process; run as many as the machine (or cluster, on a shared disk) allows. The
+store hands each submission to one worker at a time; the worker's heartbeat keeps its lease; the
+verdict and all phase results are written in one transaction, and only while the lease is still
+this worker's. So a worker killed at any point leaves its submission running-with-an-expiring-
+lease, which another worker then claims, and the scorer's run cache lets it resume the runs the
+dead one finished.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from challenge.competition.phases import Phase, phase_config, phases
+from challenge.competition.store import Heartbeat, Store, Submission, worker_id
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    lease_seconds: float
+    poll_seconds: float
+    max_attempts: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "WorkerSettings":
+        w = cfg.competition.worker
+        return cls(float(w.lease_seconds), float(w.poll_seconds), int(w.max_attempts))
+
+
+def competition_root(cfg: DictConfig) -> Path:
+    return Path(cfg.competition.root)
+
+
+def db_path(cfg: DictConfig) -> Path:
+    return competition_root(cfg) / "competition.db"
+
+
+def run(cfg: DictConfig, follow: bool, say: Callable[[str], None] = print) -> Counter:
+    """Score until the queue is empty (or forever with `follow`); returns the outcomes' counts."""
+    settings, all_phases = WorkerSettings.from_config(cfg), phases(cfg)
+    store, me = Store(db_path(cfg)), worker_id()
+    outcomes: Counter = Counter()
+    say(f"worker {me} on {store.path}")
+    while True:
+        sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
+        if sub is None:
+            if not follow:
+                break
+            time.sleep(settings.poll_seconds)
+            continue
+        outcome = process(cfg, store, sub, me, all_phases, settings)
+        outcomes[outcome] += 1
+        say(describe(store.get(sub.id), outcome))
+    done = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
+    say(f"worker {me}: queue empty; {done}")
+    store.close()
+    return outcomes
+
+
+def process(cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases: list[Phase], settings: WorkerSettings) -> str:
+    """'scored', 'failed', or 'lost' when another worker took the submission over meanwhile."""
+    folder = competition_root(cfg) / "submissions" / str(sub.id)
+    path = write_submission(folder, sub.filename, store.content(sub.id))
+    with Heartbeat(store.path, sub.id, me, settings.lease_seconds) as beat:
+        try:
+            results = score_phases(cfg, path, folder, all_phases)
+        except BaseException:
+            store.release(sub.id, me)  # the scorer's fault or the organizer's (no pool), not the file's
+            raise
+    status, verdict, message = judge(results)
+    if beat.lost or not store.finish(sub.id, me, status, verdict, message, results):
+        return "lost"
+    return status
+
+
+def write_submission(folder: Path, filename: str, content: bytes) -> Path:
+    """The stored bytes back on disk under a safe name (the scorer reads a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]", "_", Path(filename).name) or "submission.py"
+    path = folder / name
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
+    return path
+
+
+def score_phases(cfg: DictConfig, path: Path, folder: Path, all_phases: list[Phase]) -> dict[str, dict[str, Any]]:
+    """Every phase in order, stopping at the first verdict: a file that fails one fails the competition."""
+    from challenge.score import score_submission
+
+    results: dict[str, dict[str, Any]] = {}
+    for phase in all_phases:
+        result = score_submission(phase_config(cfg, phase), path, folder / phase.name)
+        results[phase.name] = result
+        if result["status"] != "scored":
+            break
+    return results
+
+
+def judge(results: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
+    """(status, verdict, one line) for the whole submission from its phase results."""
+    for phase, result in results.items():
+        if result["status"] != "scored":
+            return "failed", result["status"], f"{phase} phase: {result['message']}"
+    return "scored", "scored", "scored on " + ", ".join(results)
+
+
+def describe(sub: Submission, outcome: str) -> str:
+    if outcome == "lost":
+        return f"#{sub.id} {sub.team}: lease lost to another worker; its result was not stored"
+    return f"#{sub.id} {sub.team} {sub.filename}: {sub.status} ({sub.verdict}) {sub.message}"

@@ -1,0 +1,446 @@
+"""Competitions: the SQLite store, submission rules, workers under SIGKILL, the leaderboard page in a
+real browser, and the Codabench bundle checked against Codabench's v2 rules and run locally."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from challenge.competition.bundle import COLUMNS, try_task, validate
+from challenge.competition.commands import init
+from challenge.competition.rules import Limits, in_transaction_checks
+from challenge.competition.store import MIGRATIONS, Heartbeat, Store, migrate
+from challenge.errors import ChallengeError
+from tests.conftest import CHALLENGE, REPO, compose_config, run_cli
+
+SUBMISSIONS = REPO / "tests" / "submissions"
+# Shared with tests/test_score.py, so that a full run builds the public pool once.
+TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "scorer.n_runs=3", "logger=none"]
+FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_seconds=1", "scorer.budget_seconds=10", "scorer.n_bootstrap=20"]
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def new_competition(root: Path) -> list[str]:
+    """A fresh database (what `competition init` creates after the pools) and the overrides naming it."""
+    Store(root / "competition.db", create=True).close()
+    return [*TINY, f"competition.root={root}"]
+
+
+def queue(root: Path, files: list[tuple[str, str, bytes]]) -> list[int]:
+    """(team, filename, content) rows through the same checked insert as `challenge submit`."""
+    import hashlib
+
+    store = Store(root / "competition.db")
+    check = in_transaction_checks(Limits(None, None))
+    ids = [store.add(team, name, data, hashlib.sha256(data).hexdigest(), time.time(), check) for team, name, data in files]
+    store.close()
+    return ids
+
+
+def variant(name: str, n: int) -> bytes:
+    """The same test submission with another sha256."""
+    return (SUBMISSIONS / name).read_bytes() + f"\n# variant {n}\n".encode()
+
+
+def rows(root: Path) -> dict[int, tuple]:
+    with sqlite3.connect(root / "competition.db") as conn:
+        return {r[0]: r[1:] for r in conn.execute("SELECT id, status, verdict, attempts, worker FROM submissions")}
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Both phases' original models and pools, built once in the session cache (in process: faster)."""
+    out = tmp_path_factory.mktemp("init")
+    init(compose_config("competition", [*TINY, f"competition.root={out}"], out), argparse.Namespace())
+
+
+# -- store -------------------------------------------------------------------------------------------
+def test_migrations_are_versioned_idempotent_and_wal(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    store = Store(db, create=True)
+    assert store.version == len(MIGRATIONS) == 1
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert Store(db).version == 1  # reopening runs nothing again
+    later = (*MIGRATIONS, ("CREATE TABLE notes (text TEXT)",))
+    assert migrate(store.conn, later) == 2
+    assert migrate(store.conn, later) == 2  # the new step ran once
+    store.conn.execute("INSERT INTO notes VALUES ('x')")
+    with pytest.raises(ChallengeError, match="newer than this kit"):
+        Store(db)
+    with pytest.raises(ChallengeError, match="competition init"):
+        Store(tmp_path / "missing.db")
+
+
+CLAIMER = """
+import sys
+from pathlib import Path
+from challenge.competition.store import Store, worker_id
+store, me = Store(Path(sys.argv[1])), worker_id()
+while (sub := store.claim(me, 60, 3)) is not None:
+    assert store.finish(sub.id, me, "scored", "scored", "ok", {"public": {"status": "scored", "score": {"final_score": 0.5}}})
+    print(sub.id, flush=True)
+"""
+
+
+def test_claims_are_exclusive_across_processes(tmp_path: Path) -> None:
+    new_competition(tmp_path)
+    ids = queue(tmp_path, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "competition.db")], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    claimed = [int(line) for p in procs for line in p.communicate(timeout=300)[0].split()]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(claimed) == ids  # every submission once, none twice
+    assert {r[0] for r in rows(tmp_path).values()} == {"scored"}
+
+
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(tmp_path: Path) -> None:
+    new_competition(tmp_path)
+    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
+    store, t0 = Store(tmp_path / "competition.db"), time.time()
+    assert store.claim("A", 10, 3, now=t0).id == sid
+    assert store.claim("B", 10, 3, now=t0 + 5) is None  # A's lease still runs
+    taken = store.claim("B", 10, 3, now=t0 + 11)
+    assert (taken.id, taken.worker, taken.attempts) == (sid, "B", 2)
+    assert not store.renew(sid, "A", 10)
+    assert not store.finish(sid, "A", "scored", "scored", "late", {})
+    assert store.finish(sid, "B", "failed", "raised", "boom", {"public": {"status": "raised"}})
+    assert store.get(sid).status == "failed" and store.results("public")[sid]["status"] == "raised"
+
+
+def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(tmp_path: Path) -> None:
+    new_competition(tmp_path)
+    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
+    store, t = Store(tmp_path / "competition.db"), time.time()
+    for i in range(3):
+        assert store.claim(f"w{i}", 1, 3, now=t + 2 * i).id == sid
+    assert store.claim("w3", 1, 3, now=t + 10) is None
+    sub = store.get(sid)
+    assert (sub.status, sub.verdict) == ("failed", "interrupted") and "3 times" in sub.message
+
+
+def test_heartbeat_keeps_the_lease_alive(tmp_path: Path) -> None:
+    new_competition(tmp_path)
+    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
+    store = Store(tmp_path / "competition.db")
+    store.claim("A", 0.9, 3)
+    with Heartbeat(store.path, sid, "A", 0.9) as beat:
+        time.sleep(2.5)
+        assert store.claim("B", 0.9, 3) is None
+    assert not beat.lost
+    time.sleep(1.0)
+    assert store.claim("B", 0.9, 3).id == sid  # no heartbeat, so the lease ran out
+
+
+# -- rules -------------------------------------------------------------------------------------------
+def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
+    overrides = [*new_competition(tmp_path), "competition.limits.per_team_per_day=2", "competition.limits.max_file_bytes=400"]
+    ok = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "do_nothing.py"), *overrides)
+    assert ok.returncode == 0 and "submission 1 queued for team owls" in ok.stdout, ok.stderr
+    big = tmp_path / "big.py"
+    big.write_text("x = 1\n" * 100)
+    refusals = {
+        "already submitted by team owls (submission 1": ("--team", "owls", str(SUBMISSIONS / "do_nothing.py")),
+        "already submitted by another team": ("--team", "bats", str(SUBMISSIONS / "do_nothing.py")),
+        "over this competition's limit of 400 bytes": ("--team", "owls", str(big)),
+        "team name 'no spaces!' is not allowed": ("--team", "no spaces!", str(SUBMISSIONS / "raises.py")),
+        "no file at": ("--team", "owls", str(tmp_path / "missing.py")),
+        "required: --team": (str(SUBMISSIONS / "raises.py"),),
+    }
+    for words, args in refusals.items():
+        r = run_cli("submit", *args, *overrides)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides).returncode == 0
+    quota = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "exits.py"), *overrides)
+    assert quota.returncode == 2 and "used its 2 submissions for today" in quota.stderr
+    assert [(r[0], r[2]) for r in rows(tmp_path).values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
+
+
+def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Path) -> None:
+    overrides = new_competition(tmp_path)
+    late = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides, "competition.phases.public.end=2024-01-01", "competition.phases.public.start=2023-01-01")
+    assert late.returncode == 2 and "the public phase closed on 2024-01-01" in late.stderr
+    Store(tmp_path / "competition.db").finalize()
+    final = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides)
+    assert final.returncode == 2 and "was finalized" in final.stderr
+    assert rows(tmp_path) == {}
+
+
+# -- workers -------------------------------------------------------------------------------------------
+def start_worker(overrides: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([str(CHALLENGE), "worker", "--follow", *overrides, f"hydra.run.dir={log.with_suffix('')}"], stdout=out, stderr=subprocess.STDOUT)
+
+
+def holder_pid(root: Path, sid: int, timeout: float = 300) -> int:
+    """The pid of the worker scoring `sid`, once its sandboxed child is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _, _, worker = rows(root).get(sid, (None,) * 4)
+        if status == "running" and (root / "submissions" / str(sid) / "public").exists():
+            return int(worker.split(":")[1])
+        time.sleep(0.2)
+    raise AssertionError(f"no worker started scoring submission {sid} within {timeout} s")
+
+
+def kill_one_worker_midway(root: Path, overrides: list[str], files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
+    """Three `challenge worker --follow` processes on the queue; the one scoring the first submission
+    gets SIGKILL. Returns the final rows and how many workers reported storing each id."""
+    ids = queue(root, files)
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    workers = [start_worker([*overrides, *FAST_WORKERS], log) for log in logs]
+    try:
+        victim = holder_pid(root, ids[0])
+        os.kill(victim, signal.SIGKILL)
+        next(w for w in workers if w.pid == victim).wait()
+        deadline = time.monotonic() + timeout
+        while any(r[0] in ("queued", "running") for r in rows(root).values()):
+            assert time.monotonic() < deadline, f"queue not finished: {rows(root)}"
+            assert sum(w.poll() is None for w in workers) == 2, "a surviving worker died: " + " | ".join(p.read_text()[-2000:] for p in logs)
+            time.sleep(0.5)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+            w.wait()
+    lines = [line for log in logs for line in log.read_text().splitlines() if line.startswith("#")]
+    mentions = {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids}
+    return rows(root), mentions
+
+
+def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: Path) -> None:
+    assert {r[0] for r in final.values()} <= {"scored", "failed"}
+    assert set(mentions.values()) == {1}, mentions  # each stored by exactly one worker
+    store = Store(root / "competition.db")
+    assert store.integrity_check() == "ok"
+    for sid, (status, verdict, _, _) in final.items():
+        public = store.results("public").get(sid)
+        assert public is not None, sid
+        private = store.results("private").get(sid)
+        if status == "scored":
+            assert public["status"] == private["status"] == "scored"
+        else:
+            assert verdict in (public["status"], (private or {}).get("status"))
+
+
+def test_three_workers_one_killed_each_submission_ends_once(pools: None, tmp_path: Path) -> None:
+    """The fast variant: real workers and scoring, but five submissions, four rejected at load time."""
+    root = tmp_path / "comp"
+    files = [("a", "do_nothing.py", variant("do_nothing.py", 1)), ("b", "syntax_error.py", variant("syntax_error.py", 1)),
+             ("c", "no_function.py", variant("no_function.py", 1)), ("d", "raises_at_import.py", variant("raises_at_import.py", 1)),
+             ("e", "wrong_signature.py", variant("wrong_signature.py", 1))]
+    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=600)
+    check_exactly_once(final, mentions, root)
+    assert final[1][2] == 2  # the killed worker's submission was claimed again
+    assert [final[i][:2] for i in range(1, 6)] == [("scored", "scored"), ("failed", "syntax_error"), ("failed", "no_function"),
+                                                    ("failed", "raised"), ("failed", "bad_signature")]
+
+
+@pytest.mark.slow
+def test_twelve_submissions_three_workers_sigkill_midway(pools: None, tmp_path: Path) -> None:
+    root = tmp_path / "comp"
+    hostile = ["syntax_error.py", "no_function.py", "raises_at_import.py", "raises.py", "sleeps.py", "exits.py", "returns_not_model.py", "wrong_architecture.py"]
+    files = [(f"team{i}", "do_nothing.py", variant("do_nothing.py", i)) for i in range(4)]
+    files += [(f"bad{i}", name, variant(name, i)) for i, name in enumerate(hostile)]
+    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=1800)
+    check_exactly_once(final, mentions, root)
+    assert final[1][2] == 2  # the killed worker's submission was claimed again
+    assert sum(r[0] == "scored" for r in final.values()) == 4
+    verdicts = sorted(r[1] for r in final.values() if r[0] == "failed")
+    assert verdicts == sorted(["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"])
+
+
+def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(tmp_path: Path) -> None:
+    overrides = new_competition(tmp_path)
+    queue(tmp_path, [("owls", "a.py", variant("do_nothing.py", 9))])
+    r = run_cli("worker", *overrides, "pool.first_seed=777", f"hydra.run.dir={tmp_path}/run")  # no pool for these settings
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: no reference pool"), r.stderr
+    assert rows(tmp_path)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
+
+
+# -- leaderboard ------------------------------------------------------------------------------------------
+def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
+    """The parts of a scorer result.json the leaderboard reads, shaped as challenge.score writes them."""
+    score = {"final_score": final, "forget_quality": f, "forget_quality_ci": list(ci), "retain_ratio": 0.9, "test_ratio": 0.95,
+             "ci_level": 0.95, "n_bootstrap": 20, "mia": 0.5, "mia_per_run": [0.5] * 3, "mia_note": ""}
+    examples = {"image_id": [0, 1], "person_id": [7, 7], "epsilon": [0.4, 1.2], "unlearned_confidence": [0.1, 0.2], "retrained_confidence": [0.1, 0.3]}
+    return {"status": "scored", "message": f"final score {final:.4f}", "score": score, "examples": examples,
+            "runs": [{"index": i, "seed": i, "retain_acc": 0.5, "forget_acc": 0.2, "test_acc": 0.4, "mia": 0.5} for i in range(3)],
+            "timing": {"run_seconds": [1.0, 1.2, 1.1], "budget_seconds": 5.0}}
+
+
+def stored_competition(root: Path) -> list[str]:
+    """Five teams: three scored (owls twice, bats close behind), one failed, one still queued."""
+    overrides = new_competition(root)
+    entries = [("owls", (0.30, 0.50)), ("bats", (0.28, 0.48)), ("cats", (0.05, 0.10)), ("owls", (0.10, 0.20)), ("newts", "failed"), ("yaks", "queued")]
+    store = Store(root / "competition.db")
+    check = in_transaction_checks(Limits(None, None))
+    for i, (team, score) in enumerate(entries):
+        sid = store.add(team, f"{team}_v{i}.py", f"# {i}".encode(), f"{i:064x}", time.time() + i, check)
+        if score == "queued":
+            continue
+        store.claim("w", 60, 3)
+        if score == "failed":
+            store.finish(sid, "w", "failed", "raised", "public phase: the submission raised ValueError", {"public": {"status": "raised", "message": "boom"}})
+            continue
+        final, f = score
+        results = {"public": fake_result(final, f, (f - 0.1, f + 0.1)), "private": fake_result(0.4 - final, f, (f - 0.1, f + 0.1))}
+        store.finish(sid, "w", "scored", "scored", "scored on public, private", results)
+    return overrides
+
+
+def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_path: Path) -> None:
+    overrides = stored_competition(tmp_path)
+    before = run_cli("leaderboard", *overrides)
+    assert before.returncode == 0, before.stderr
+    table = before.stdout
+    assert table.index("owls") < table.index("bats") < table.index("cats")
+    assert "owls_v3.py" not in table  # only a team's best submission is ranked
+    assert "private scores hidden" in table and "final ranking" not in table
+    assert "newts" in table and "yaks" in table
+    early = run_cli("competition", "finalize", *overrides)
+    assert early.returncode == 2 and "1 submission(s) are still queued or running" in early.stderr
+    store = Store(tmp_path / "competition.db")
+    yaks = store.claim("w", 60, 3)
+    store.finish(yaks.id, "w", "failed", "syntax_error", "public phase: syntax error", {"public": {"status": "syntax_error"}})
+    fin = run_cli("competition", "finalize", *overrides)
+    assert fin.returncode == 0, fin.stderr
+    assert "final ranking" in fin.stdout
+    private = fin.stdout[fin.stdout.index("private phase"):]
+    assert private.index("cats") < private.index("bats") < private.index("owls")  # 0.35 > 0.12 > 0.10
+
+
+def test_leaderboard_page_shows_every_team_in_headless_chromium(tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    overrides = stored_competition(tmp_path / "comp")
+    page = tmp_path / "board" / "index.html"
+    r = run_cli("leaderboard", "--html", str(page), *overrides)
+    assert r.returncode == 0 and page.is_file(), r.stderr
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(page.as_uri())
+        text = driver.find_element("tag name", "body").text
+        table_rows = driver.find_elements("css selector", "#leaderboard tbody tr")
+        images = driver.execute_script("return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
+    finally:
+        driver.quit()
+    assert len(table_rows) == 5 and images >= 2  # one row per team; the summary and per-method plots render
+    for team in ("owls", "bats", "cats", "newts", "yaks"):
+        assert team in text, f"{team} missing from the page"
+
+
+def test_leaderboard_logs_a_wandb_table_offline(tmp_path: Path) -> None:
+    overrides = [o for o in stored_competition(tmp_path / "comp") if o != "logger=none"]
+    r = run_cli("leaderboard", *overrides, "logger=wandb", f"hydra.run.dir={tmp_path}/run", env={"WANDB_MODE": "offline"})
+    assert r.returncode == 0, r.stderr
+    tables = list((tmp_path / "run").rglob("leaderboard/public*.table.json"))
+    assert tables, list((tmp_path / "run").rglob("*"))
+    assert {row[1] for row in json.loads(tables[0].read_text())["data"]} >= {"owls", "bats", "cats", "newts", "yaks"}
+
+
+# -- Codabench bundle ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle(pools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "demo.zip"
+    r = run_cli("competition", "bundle", "--out", str(out), *TINY, "scorer.n_bootstrap=20", f"competition.bundle.sample_submission={SUBMISSIONS / 'do_nothing.py'}")
+    assert r.returncode == 0, r.stderr
+    assert "passes the v2 unpacker's checks" in r.stdout
+    return out
+
+
+def test_bundle_layout_follows_codabench_v2(bundle: Path, tmp_path: Path) -> None:
+    assert "2 tasks, phases public, private" in validate(bundle)
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        spec = yaml.safe_load(z.read("competition.yaml"))
+        public_inputs = __import__("torch").load(z.open("public/input_data/data.pt"), weights_only=True)
+    assert spec["version"] == 2 and "leaderboards" in spec and "leaderboard" not in spec
+    assert [p["tasks"] for p in spec["phases"]] == [[0], [1]] and spec["phases"][1]["auto_migrate_to_this_phase"]
+    assert [c["key"] for c in spec["leaderboards"][0]["columns"]] == [k for k, _, _ in COLUMNS]
+    for task in spec["tasks"]:
+        for kind in ("ingestion_program", "scoring_program", "input_data", "reference_data"):
+            assert any(n.startswith(task[kind] + "/") for n in names), (task, kind)
+    assert {"scoring_program/challenge/competition/scoring_program.py", "ingestion_program/metadata.yaml", "logo.png", "pages/terms.md"} <= names
+    assert set(public_inputs) == {"images", "ages", "groups", "person_ids", "retain", "forget", "val"}  # no test images for participants
+
+
+def rewrite(bundle: Path, out: Path, change: Callable[[dict], object] | set[str]) -> Path:
+    """A copy of the bundle with competition.yaml edited in place by `change`, or without the files
+    whose names start with one of `change`."""
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as dst:
+        spec = yaml.safe_load(src.read("competition.yaml"))
+        dropped = change if isinstance(change, set) else set()
+        if callable(change):
+            change(spec)
+        for name in src.namelist():
+            if name != "competition.yaml" and not any(name.startswith(d) for d in dropped):
+                dst.writestr(name, src.read(name))
+        dst.writestr("competition.yaml", yaml.safe_dump(spec))
+    return out
+
+
+BROKEN = {
+    "version must be 2": lambda s: s.update(version=1),
+    "missing required key 'leaderboards'": lambda s: s.pop("leaderboards"),
+    "phase private must start after phase public ends": lambda s: s["phases"][1].update(start=s["phases"][0]["start"]),
+    "phase public must have an end date": lambda s: s["phases"][0].pop("end"),
+    "phase private has no start date": lambda s: s["phases"][1].pop("start"),
+    "phase public has no tasks": lambda s: s["phases"][0].update(tasks=[]),
+    "points at unknown task 7": lambda s: s["phases"][1].update(tasks=[7]),
+    "task 1 has no scoring program": lambda s: s["tasks"][1].pop("scoring_program"),
+    "duplicate task index 0": lambda s: s["tasks"][1].update(index=0),
+    "terms: 'pages/terms.md' is not in the bundle": {"pages/terms.md"},
+    "task 0 reference_data: 'public/reference_data' is not in the bundle": {"public/reference_data/"},
+    "scoring_program has no metadata.yaml": {"scoring_program/metadata.yaml"},
+    "column 'final_score' has no index": lambda s: s["leaderboards"][0]["columns"][0].pop("index"),
+    "the first phase cannot be an auto-migration target": lambda s: s["phases"][0].update(auto_migrate_to_this_phase=True),
+}
+
+
+@pytest.mark.parametrize("problem", BROKEN)
+def test_bundle_validation_names_what_codabench_would_refuse(bundle: Path, tmp_path: Path, problem: str) -> None:
+    broken = rewrite(bundle, tmp_path / "broken.zip", BROKEN[problem])
+    with pytest.raises(ChallengeError) as e:
+        validate(broken)
+    assert problem in str(e.value)
+
+
+def test_bundle_programs_score_the_sample_and_reject_a_broken_file(bundle: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(tmp_path / "b", [n for n in z.namelist() if n.startswith("sample_submission/")])
+    scores = try_task(bundle, 0, tmp_path / "b" / "sample_submission", tmp_path / "ok")
+    assert list(scores) == [k for k, _, _ in COLUMNS]
+    assert all(isinstance(v, float) for v in scores.values()) and 0 <= scores["final_score"] <= 1
+    assert not list((tmp_path / "ok" / "task-0" / "input" / "res").rglob("reference*"))  # the ingestion saw no reference data
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mine.py").write_bytes((SUBMISSIONS / "syntax_error.py").read_bytes())
+    with pytest.raises(ChallengeError, match="ingestion_program exited with status 1: rejected \\(syntax_error\\)"):
+        try_task(bundle, 1, bad, tmp_path / "bad_run")
+
+
+def test_cli_flags_and_overrides_mix(tmp_path: Path) -> None:
+    overrides = new_competition(tmp_path)
+    r = run_cli("submit", f"competition.root={tmp_path}", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides[:-1])
+    assert r.returncode == 0 and "submission 1 queued" in r.stdout, r.stderr
+    bad = run_cli("worker", "--folow", *overrides)
+    assert bad.returncode == 2 and bad.stderr == "error: unrecognized argument '--folow' (see `challenge worker --help`)\n"
+    help_text = run_cli("submit", "--help").stdout
+    assert "--team" in help_text and "Hydra override" in help_text
