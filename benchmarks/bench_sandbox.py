@@ -1,0 +1,106 @@
+"""Overhead of the sandbox per run (child start, weight transfer, evaluation) vs the unlearning itself.
+
+Scores submissions/template.py (one epoch of fine-tuning) from scratch with N runs, default 16 on
+the default preset, and splits the wall time: what the child pays once (interpreter start inside
+the sandbox, imports, inputs), what each run pays around the submission (fresh weights, saving its
+state dict, the scorer's strict load and forget/retain/test inference), and the submission's own
+seconds. Uses the preset's pool when it has N models (`challenge pool pool.size=16`); otherwise,
+or with --synthetic-pool, untrained stand-ins written in a temporary cache: timing does not depend
+on how the pool was trained (its scores are then meaningless, and the budget is not enforced).
+
+    python benchmarks/bench_sandbox.py [--synthetic-pool] [hydra overrides, e.g. scorer.isolation=none]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from challenge.cli import CONF_DIR
+from challenge.metric import logit_scaled_confidence
+from challenge.model import NetSpec, predict_logits, save_net
+from challenge.pool import Pool, make_entry
+from challenge.score import score_submission
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
+
+
+def main(args: list[str]) -> None:
+    overrides = [a for a in args if a != "--synthetic-pool"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("score", ["logger=none", "scorer.n_runs=16", "scorer.fresh=true", *overrides])
+    synthetic = "--synthetic-pool" in args or not has_pool(cfg)
+    if synthetic:
+        print("timing against an untrained stand-in pool (no pool of this preset with scorer.n_runs models)")
+    out = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        if synthetic:
+            cfg.paths.cache_dir = str(out / "cache")  # never beside real pools: it has their fingerprint
+            cfg.scorer.budget_seconds = cfg.scorer.budget_seconds or 600.0
+    if synthetic:
+        write_synthetic_pool(cfg, int(cfg.scorer.n_runs))
+    result = score_submission(cfg, TEMPLATE, out)
+    if result["status"] != "scored":
+        sys.exit(f"the template was rejected ({result['status']}): {result['message']}")
+    print(report(result))
+
+
+def has_pool(cfg: DictConfig) -> bool:
+    dm = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    return pool.original_path.exists() and len(pool.entries(int(cfg.scorer.n_runs))) == int(cfg.scorer.n_runs)
+
+
+def write_synthetic_pool(cfg: DictConfig, n: int) -> None:
+    """An untrained original and n entries of noisy confidences, through the Pool API."""
+    dm = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    pool.create()
+    torch.manual_seed(0)
+    spec = NetSpec(cfg.model.net.name, dm.num_classes)
+    net = spec.create()
+    save_net(net, spec, dm.data_config(), pool.original_path)
+    base = logit_scaled_confidence(*(t.numpy() for t in predict_logits(net, dm.loader("forget"))))
+    rng = np.random.default_rng(0)
+    metrics = {part: {"acc": 0.5} for part in ("retain", "forget", "test")}
+    for seed in pool.seeds(n):
+        pool.commit(make_entry(seed, 1.0, metrics, base + rng.normal(0, 1, len(base))))
+
+
+def report(r: dict) -> str:
+    t, n = r["timing"], r["settings"]["n_runs"]
+    child = t["child"]
+    unlearning = float(np.sum(t["run_seconds"]))
+    rows = [
+        ("once: stage inputs (scorer)", child["stage_inputs"]),
+        ("once: interpreter start in the sandbox", child["interpreter_start"]),
+        ("once: load submission (its imports: torch)", child["load_submission"]),
+        ("once: load inputs (kit imports, weights, data)", child["load_inputs"]),
+        ("per run: fresh weights + loaders (child)", float(np.sum(t["run_reset_seconds"]))),
+        ("per run: state dict out (child save)", float(np.sum(t["run_save_seconds"]))),
+        ("per run: leftover-process check (child)", float(np.sum(t["run_check_seconds"]))),
+        ("per run: strict load + inference (scorer)", t["evaluation_seconds"]),
+    ]
+    overhead = sum(v for _, v in rows)
+    lines = [
+        f"sandbox overhead: {n} runs of {TEMPLATE.name}, pool {r['pool']['fingerprint']}, isolation {r['sandbox']['isolation']}",
+        f"{'':<48}{'total s':>9}{'per run s':>11}{'% of unlearning':>17}",
+    ]
+    for name, v in [*rows, ("overhead, all of the above", overhead), ("unlearning (the submission's own time)", unlearning)]:
+        lines.append(f"{name:<48}{v:>9.2f}{v / n:>11.3f}{100 * v / unlearning:>16.1f}%")
+    lines.append(f"child wall time {t['child_seconds']:.1f} s; scorer total {t['total_seconds']:.1f} s; budget per run {t['budget_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

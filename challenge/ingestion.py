@@ -1,0 +1,276 @@
+"""The child side of scoring (Codabench's "ingestion program"): run a participant's `unlearning` N times.
+
+`python -m challenge.ingestion <inputs_dir> <outputs_dir>`, started by challenge.score inside the
+sandbox. It sees only its inputs (spec.json, the participant file, the original net file and the
+retain/forget/val tensors) and answers only through files, which the scorer validates:
+
+  ready.json              the submission and the inputs are loaded (with wall-clock stamps)
+  run-XXXX.start          run XXXX began: the scorer times the per-run budget from here
+  run-XXXX.pt, .json      the run's state dict (tensors only) and its times, each written atomically
+  failure.json            {status, message, traceback} when the submission broke the contract
+
+The submission is loaded before torch is imported here, so a file that cannot even be loaded is
+turned away in a fraction of a second. This module only runs and reports; the scorer judges.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import inspect
+import json
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from challenge.sandbox import PIDNS_ENV, processes
+
+CONTRACT = "unlearning(net, retain_loader, forget_loader, val_loader)"
+# Statuses the child may report; anything else in failure.json is itself a malformed answer.
+CHILD_STATUSES = frozenset({"syntax_error", "no_function", "bad_signature", "raised", "not_a_model", "memory", "file_too_large", "crashed", "left_processes"})
+
+
+class Rejected(Exception):
+    """The submission broke the contract; `status` is the verdict's name."""
+
+    def __init__(self, status: str, message: str, tb: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.tb = status, message, tb
+
+
+# -- files ---------------------------------------------------------------------------------------
+def run_name(index: int) -> str:
+    return f"run-{index:04d}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """The scorer may read at any moment (or be resumed after a kill): it sees whole files or none."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj).encode())
+
+
+# -- loading the submission ------------------------------------------------------------------------
+def load_submission(path: Path) -> Callable[..., Any]:
+    """The module as `submission`, its `unlearning` checked against the contract before any run."""
+    try:
+        code = compile(path.read_bytes(), str(path), "exec")
+    except (SyntaxError, ValueError) as e:
+        line = f" at line {e.lineno}" if getattr(e, "lineno", None) else ""
+        raise Rejected("syntax_error", f"syntax error{line}: {getattr(e, 'msg', e)}") from None
+    spec = importlib.util.spec_from_file_location("submission", path)
+    module = importlib.util.module_from_spec(spec)
+    module.DEVICE = "cpu"  # Kaggle notebooks defined DEVICE at the top; a copied function may use it
+    sys.modules["submission"] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException as e:  # noqa: BLE001 - any failure at import is the submission's
+        raise _rejection(e, "while loading the file", path) from None
+    fn = getattr(module, "unlearning", None)
+    if fn is None:
+        raise Rejected("no_function", f"the file defines no `unlearning` function; the contract is {CONTRACT}")
+    check_signature(fn)
+    return fn
+
+
+def check_signature(fn: Any) -> None:
+    if not callable(fn):
+        raise Rejected("no_function", f"`unlearning` is a {type(fn).__name__}, not a function; the contract is {CONTRACT}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # C callables carry no signature: calling it will tell
+    try:
+        sig.bind(*range(4))
+    except TypeError as e:
+        raise Rejected("bad_signature", f"unlearning{sig} cannot be called as {CONTRACT} ({e})") from None
+
+
+def _rejection(e: BaseException, when: str, path: Path) -> Rejected:
+    """Name what went wrong the way a participant would look for it: type, message, their line."""
+    tb = "".join(traceback.format_exception(e))
+    if isinstance(e, SystemExit):
+        return Rejected("crashed", f"the submission called exit({e.code!r}) {when}", tb)
+    if _out_of_memory(e):
+        return Rejected("memory", f"the submission ran out of memory {when} ({type(e).__name__}): stay within scorer.memory_mb", tb)
+    if isinstance(e, OSError) and e.errno == errno.EFBIG:  # Python ignores SIGXFSZ, so the limit surfaces here
+        return Rejected("file_too_large", f"the submission wrote a file over the size limit {when}: stay within scorer.file_size_mb", tb)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+    where = f" at line {frames[-1].lineno} of the submission" if frames else ""
+    text = str(e).splitlines()[0][:300] if str(e) else ""
+    return Rejected("raised", f"the submission raised {type(e).__name__}{': ' + text if text else ''}{where} {when}", tb)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
+# -- the runs --------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Independent seeds per loader of one run, reproducible from the run seed alone."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def load_parts(path: Path) -> dict[str, Any]:
+    """Retain/forget/val datasets with the Kaggle batch layout, from the tensors the scorer staged."""
+    import torch
+
+    from challenge.data.datamodule import FaceDataset
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    arrays = (blob["images"], blob["ages"], blob["groups"], blob["person_ids"])
+    return {part: FaceDataset(*arrays, blob[part].numpy()) for part in ("retain", "forget", "val")}
+
+
+def loaders(parts: dict[str, Any], batch_size: int, seed: int) -> list[Any]:
+    """Retain and forget shuffled with the run's seed, val in a fixed order, as in the 2023 kit."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    def shuffled(ds: Any, stream: int) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(stream_seed(seed, stream)))
+
+    return [shuffled(parts["retain"], 0), shuffled(parts["forget"], 1), DataLoader(parts["val"], batch_size=batch_size)]
+
+
+@dataclass
+class Runner:
+    """Everything a run needs; each run starts from `original` again."""
+
+    unlearning: Callable[..., Any]
+    source: Path  # the participant file, to point at their line in a traceback
+    original: Any
+    parts: dict[str, Any]
+    batch_size: int
+    outputs: Path
+
+    def run(self, index: int, seed: int) -> None:
+        """One sample of the algorithm's output: fresh weights, own seed, state dict out."""
+        import copy
+
+        import torch
+
+        name = run_name(index)
+        t0 = time.perf_counter()
+        seed_everything(seed)
+        net = copy.deepcopy(self.original)
+        args = loaders(self.parts, self.batch_size, seed)
+        torch.set_grad_enabled(True)
+        write_json(self.outputs / f"{name}.start", {"seed": seed})  # the budget runs from here
+        t1 = time.perf_counter()
+        try:
+            returned = self.unlearning(net, *args)
+        except BaseException as e:  # noqa: BLE001 - the participant's fault, whatever it is
+            raise _rejection(e, f"in run {index}", self.source) from None
+        t2 = time.perf_counter()
+        self.save(returned, net, index)
+        t3 = time.perf_counter()
+        check_leftovers(index)
+        times = {"seconds": t2 - t1, "reset_seconds": t1 - t0, "save_seconds": t3 - t2, "check_seconds": time.perf_counter() - t3}
+        write_json(self.outputs / f"{name}.json", {"index": index, "seed": seed, **times})
+
+    def save(self, returned: Any, net: Any, index: int) -> None:
+        """Tensors only, so that the scorer can load them with weights_only and run nothing of ours."""
+        import torch
+
+        model = net if returned is None else returned
+        if not isinstance(model, torch.nn.Module):
+            raise Rejected("not_a_model", f"run {index}: unlearning returned {type(returned).__name__}, not a torch.nn.Module; return the model, or None after changing `net` in place")
+        try:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+        except Exception as e:  # noqa: BLE001 - a returned module whose state cannot even be read
+            raise Rejected("not_a_model", f"run {index}: the returned model's state_dict() failed ({type(e).__name__}: {e})") from None
+        path = self.outputs / f"{run_name(index)}.pt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+
+def check_leftovers(index: int, grace: float = 2.0) -> None:
+    """Processes the submission started and left running (they would run on into the next run)."""
+    import gc
+
+    if not leftover_processes():
+        return
+    gc.collect()  # a DataLoader with workers shuts them down when it is collected (costly: only now)
+    deadline = time.monotonic() + grace
+    while (left := leftover_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not left:
+        return
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    names = ", ".join(f"{comm} (pid {pid})" for pid, comm in left[:5])
+    raise Rejected("left_processes", f"run {index} left {len(left)} process(es) running: {names}; they were killed; wait for every process you start")
+
+
+def leftover_processes() -> list[tuple[int, str]]:
+    """Other live processes of ours: in our own pid namespace all but its init, else our session's."""
+    me, own_ns, sid = os.getpid(), os.environ.get(PIDNS_ENV) == "1", os.getsid(0)
+    return [
+        (pid, comm)
+        for pid, state, _, session, comm in processes()
+        if pid != me and state != "Z" and (pid != 1 if own_ns else session == sid)
+    ]
+
+
+# -- main ----------------------------------------------------------------------------------------
+def ingest(inputs: Path, outputs: Path) -> None:
+    spec = json.loads((inputs / "spec.json").read_text())
+    stamps = {"started": time.time()}
+    source = inputs / spec["submission"]
+    unlearning = load_submission(source)
+    stamps["submission_loaded"] = time.time()
+    import torch
+
+    from challenge.model import load_net
+
+    torch.set_num_threads(int(spec["threads"]))
+    original, _, _ = load_net(inputs / "original.pt")
+    parts = load_parts(inputs / "data.pt")
+    stamps["inputs_loaded"] = time.time()
+    write_json(outputs / "ready.json", stamps)
+    runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs)
+    for index, seed in spec["runs"]:
+        runner.run(int(index), int(seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    inputs, outputs = (Path(a) for a in (argv or sys.argv[1:]))
+    try:
+        ingest(inputs, outputs)
+    except Rejected as r:
+        if r.tb:
+            print(r.tb, file=sys.stderr)
+        print(f"rejected ({r.status}): {r.message}", file=sys.stderr)
+        write_json(outputs / "failure.json", {"status": r.status, "message": r.message, "traceback": r.tb})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""`challenge score`: verdicts for hostile submissions, a Kaggle-style file scored, determinism, resume.
+
+A 3-model pool is written once per session in the session's cache (untrained stand-ins: verdicts
+do not depend on how the pool was trained); the sanity ordering trains a real tiny one. Files that
+fail before torch is imported cost a fraction of a second; the ones that must run are scored all at
+once (one child each), because each child pays the torch import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from challenge.errors import ChallengeError
+from challenge.metric import logit_scaled_confidence
+from challenge.model import NetSpec, predict_logits, save_net
+from challenge.pool import Pool, make_entry
+from challenge.pool import run as build_pool
+from challenge.score import score_submission
+from tests.conftest import CHALLENGE, compose_config, run_cli
+
+TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "logger=none"]
+SYNTHETIC = [*TINY, "seed=123"]  # the synthetic pool's own fingerprint, apart from a trained one
+SCORE = [*SYNTHETIC, "scorer.budget_seconds=120", "scorer.n_bootstrap=20"]
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+# Submissions that must run to be judged: file name -> (overrides, expected status, words of the message)
+RUNTIME = {
+    "raises.py": ([], "raised", "ZeroDivisionError: division by zero at line 6 of the submission in run 0"),
+    "returns_not_model.py": ([], "not_a_model", "run 0: unlearning returned OrderedDict, not a torch.nn.Module"),
+    "wrong_architecture.py": ([], "wrong_architecture", "does not fit test_resnet: 92 missing tensors (e.g. conv1.0.weight), 2 unexpected (e.g. 1.weight)"),
+    "nan_outputs.py": ([], "non_finite", "contain NaN or infinity"),
+    "sleeps.py": (["scorer.budget_seconds=2"], "timeout", "run 0 took longer than its budget of 2.0 s"),
+    "eats_memory.py": (["scorer.memory_mb=3072"], "memory", "ran out of memory in run 0"),
+    "exits.py": ([], "crashed", "exited with status 0 during run 0"),
+    "segfaults.py": ([], "crashed", "was killed by SIGSEGV during run 0"),
+    "floods.py": (["scorer.log_cap_bytes=100000"], "flooded", "wrote more than 100000 bytes to stdout"),
+    "leaves_process.py": ([], "left_processes", "run 0 left 1 process(es) running: sleep"),
+    "kaggle_inplace.py": ([], "scored", "final score"),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A 3-model pool in the session's cache, written through the Pool API without training.
+
+    The scorer only reads a pool's entries and its original net; training even this tiny pool
+    takes minutes on a loaded 2-core machine, and the verdicts do not depend on how it was trained.
+    """
+    cfg = compose_config("pool", SYNTHETIC, tmp_path_factory.mktemp("pool"))
+    dm = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    pool.create()
+    torch.manual_seed(0)
+    spec = NetSpec(cfg.model.net.name, dm.num_classes)
+    net = spec.create()
+    save_net(net, spec, dm.data_config(), pool.original_path)
+    logits, targets = predict_logits(net, dm.loader("forget"))
+    base = logit_scaled_confidence(logits.numpy(), targets.numpy())
+    rng = np.random.default_rng(0)
+    metrics = {part: {"acc": acc} for part, acc in (("retain", 0.5), ("forget", 0.3), ("test", 0.4))}
+    for seed in pool.seeds(3):
+        pool.commit(make_entry(seed, 10.0, metrics, base + rng.normal(0, 1, len(base))))
+
+
+@pytest.fixture(scope="session")
+def trained_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A really trained tiny pool (original + 3 retrained models), for the sanity ordering."""
+    build_pool(compose_config("pool", TINY, tmp_path_factory.mktemp("trained-pool")))
+
+
+def score(out: Path, submission: Path, *overrides: str) -> dict:
+    cfg = compose_config("score", [*SCORE, *overrides], out)
+    return score_submission(cfg, submission, out)
+
+
+@pytest.fixture(scope="module")
+def runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """All submissions that need a child with torch, scored at once: each child pays the torch import."""
+    root = tmp_path_factory.mktemp("runtime")
+
+    def one(name: str) -> dict:
+        return score(root / name, SUBMISSIONS / name, *RUNTIME[name][0])
+
+    with ThreadPoolExecutor(max_workers=len(RUNTIME)) as pool:
+        return dict(zip(RUNTIME, pool.map(one, RUNTIME)))
+
+
+@pytest.mark.parametrize("name", RUNTIME)
+def test_runtime_verdicts(runtime_results: dict[str, dict], name: str) -> None:
+    _, status, words = RUNTIME[name]
+    result = runtime_results[name]
+    assert (result["status"], words in result["message"]) == (status, True), result["message"]
+    assert "\n" not in result["message"]
+    on_disk = json.loads(Path(result["logs"]["stdout"]).with_name("result.json").read_text())
+    assert on_disk["status"] == status
+
+
+def test_raised_traceback_is_in_the_log(runtime_results: dict[str, dict]) -> None:
+    log = Path(runtime_results["raises.py"]["logs"]["stderr"]).read_text()
+    assert "ZeroDivisionError" in log and 'line 6, in unlearning' in log
+
+
+def test_kaggle_inplace_function_scores_normally(runtime_results: dict[str, dict]) -> None:
+    r = runtime_results["kaggle_inplace.py"]
+    s = r["score"]
+    assert 0 <= s["forget_quality"] <= 1 and s["final_score"] == pytest.approx(s["forget_quality"] * s["retain_ratio"] * s["test_ratio"])
+    assert len(r["runs"]) == 3 and [run["seed"] for run in r["runs"]] == [0, 1, 2]
+    assert len(r["examples"]["epsilon"]) == len(r["examples"]["image_id"]) == s["n_examples"]
+    assert len(r["timing"]["run_seconds"]) == 3 and r["pool"]["fingerprint"] and len(r["submission"]["sha256"]) == 64
+    assert r["sandbox"]["isolation"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "words"),
+    [
+        ("syntax_error.py", "syntax_error", "syntax error at line 4"),
+        ("no_function.py", "no_function", "defines no `unlearning` function"),
+        ("wrong_signature.py", "bad_signature", "unlearning(net, retain_loader) cannot be called as unlearning(net, retain_loader, forget_loader, val_loader)"),
+        ("raises_at_import.py", "raised", "ImportError: no module named secret_sauce at line 3 of the submission while loading the file"),
+        ("does_not_exist.py", "not_found", "no submission file at"),
+    ],
+)
+def test_load_verdicts(tiny_pool: None, tmp_path: Path, name: str, status: str, words: str) -> None:
+    result = score(tmp_path, SUBMISSIONS / name)
+    assert result["status"] == status and words in result["message"], result["message"]
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == status
+
+
+def test_missing_pool_is_the_users_fault(tiny_pool: None, tmp_path: Path) -> None:
+    with pytest.raises(ChallengeError, match="retrained models needed: run `challenge pool pool.size=5`"):
+        score(tmp_path, SUBMISSIONS / "do_nothing.py", "scorer.n_runs=5")
+
+
+def test_cli_prints_a_verdict_line_and_exits_1(tiny_pool: None, tmp_path: Path) -> None:
+    r = run_cli("score", str(SUBMISSIONS / "no_function.py"), *SCORE, f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-2].startswith("rejected (no_function): the file defines no `unlearning` function")
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "no_function"
+
+
+@pytest.mark.slow
+def test_same_submission_seeds_and_pool_give_identical_numbers(tiny_pool: None, tmp_path: Path) -> None:
+    first = score(tmp_path / "a", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
+    second = score(tmp_path / "b", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
+    assert first["timing"]["reused_runs"] == second["timing"]["reused_runs"] == 0
+    for key in ("status", "score", "runs", "examples", "settings", "pool"):
+        assert first[key] == second[key], key
+
+
+@pytest.mark.slow
+def test_killed_scorer_resumes_without_rerunning_finished_runs(tiny_pool: None, tmp_path: Path) -> None:
+    submission = tmp_path / "slow_do_nothing.py"
+    submission.write_text("import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(4)\n")
+    args = ["score", str(submission), *SCORE]
+    proc = subprocess.Popen([str(CHALLENGE), *args, f"hydra.run.dir={tmp_path}/1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    outputs = _child_outputs(proc, submission)
+    while not (outputs / "run-0000.json").exists():
+        assert proc.poll() is None, "the scorer finished before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = run_cli(*args, f"hydra.run.dir={tmp_path}/2")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "2" / "result.json").read_text())
+    assert result["status"] == "scored" and result["timing"]["reused_runs"] >= 1
+
+
+def _child_outputs(proc: subprocess.Popen, submission: Path) -> Path:
+    """The running child's outputs folder, found by the submission's sha256 in the work folder name."""
+    sha = hashlib.sha256(submission.read_bytes()).hexdigest()
+    pattern = f"scores/{sha[:16]}-*/attempt/outputs"
+    cache = Path(os.environ["CHALLENGE_CACHE_DIR"])
+    while not list(cache.glob(pattern)):
+        assert proc.poll() is None, "the scorer ended before starting its child"
+        time.sleep(0.05)
+    return next(cache.glob(pattern))
+
+
+@pytest.mark.slow
+def test_retraining_from_scratch_forgets_better_than_doing_nothing(trained_pool: None, tmp_path: Path) -> None:
+    retrain = tmp_path / "retrain.py"
+    retrain.write_text((SUBMISSIONS / "retrain.py").read_text().replace("EPOCHS = 12", "EPOCHS = 1"))  # the pool's recipe
+    overrides = [*TINY, "scorer.budget_seconds=600", "scorer.n_bootstrap=0"]
+    nothing = score_submission(compose_config("score", overrides, tmp_path / "a"), SUBMISSIONS / "do_nothing.py", tmp_path / "a")
+    retrained = score_submission(compose_config("score", overrides, tmp_path / "b"), retrain, tmp_path / "b")
+    assert nothing["score"]["forget_quality"] == 0.0  # N identical outputs: every example gets the capped epsilon
+    assert retrained["score"]["forget_quality"] > 0.3
