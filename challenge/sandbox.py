@@ -227,12 +227,12 @@ class Sandbox:
         binds: list[str] = []
         for path in _python_dirs():
             binds += ["--ro-bind", path, path]
+        # The private /tmp comes first: a later mount would hide a venv or checkout that lives under /tmp.
         return [
-            "bwrap", *_system_binds(), *binds,
+            "bwrap", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", *_system_binds(), *binds,
             "--ro-bind", str(self.inputs), self.inside(self.inputs),
             "--bind", str(self.outputs), self.inside(self.outputs),
             "--bind", str(self.scratch), self.inside(self.scratch),
-            "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
             "--chdir", self.inside(self.scratch), *_NAMESPACES, "--", *argv,
         ]
 
