@@ -234,6 +234,7 @@ def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: 
             assert verdict in (public["status"], (private or {}).get("status"))
 
 
+@pytest.mark.slow
 def test_three_workers_one_killed_each_submission_ends_once(pools: None, tmp_path: Path) -> None:
     """The fast variant: real workers and scoring, but five submissions, four rejected at load time."""
     root = tmp_path / "comp"

@@ -60,6 +60,7 @@ def next_models_dir(cache: Path, proc: subprocess.Popen) -> Path:
     return next((cache / "pools").glob("*/models"))
 
 
+@pytest.mark.slow
 def test_joblib_and_submitit_local_fill_one_pool_without_training_a_seed_twice(tmp_path: Path) -> None:
     env = {"CHALLENGE_CACHE_DIR": str(tmp_path)}
     sweep = f"hydra.sweep.dir={tmp_path}/joblib"

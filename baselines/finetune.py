@@ -1,0 +1,43 @@
+"""Fine-tune on the retain set — the 2023 starting kit's baseline ("catastrophic forgetting").
+
+Source: the NeurIPS 2023 Machine Unlearning Challenge starting kit (Triantafillou et al.,
+github.com/unlearning-challenge/starting-kit; arXiv:2406.09073): SGD on the retain set only,
+hoping the forget set fades as the weights move. It keeps utility, but the weights stay close to
+the original's, so the forget images keep much of their confidence.
+Hyperparameters are tuned for the kit's default preset within its time budget.
+"""
+
+import torch
+from torch import nn
+
+EPOCHS = 1.0  # passes over the retain set; a fraction stops early
+LR = 0.02
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+
+
+def unlearning(net, retain_loader, forget_loader, val_loader):
+    """SGD with a cosine schedule over the retain set; the forget set is never looked at."""
+    device = next(net.parameters()).device
+    criterion = nn.CrossEntropyLoss()
+    steps = max(1, round(EPOCHS * len(retain_loader)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    net.train()
+    for batch in batches(retain_loader, steps):
+        optimizer.zero_grad()
+        criterion(net(batch["image"].to(device)), batch["age_group"].to(device)).backward()
+        optimizer.step()
+        scheduler.step()
+    net.eval()
+    return net
+
+
+def batches(loader, steps):
+    """`steps` batches, reshuffled on every pass: the budget is counted in steps, not whole epochs."""
+    while True:
+        for batch in loader:
+            if steps == 0:
+                return
+            steps -= 1
+            yield batch

@@ -1,0 +1,63 @@
+"""Random labels: fine-tune on the forget set with wrong labels, then on the retain set.
+
+Source: the relabelling idea of Graves, Nagisetty & Ganesh, "Amnesiac Machine Learning", AAAI
+2021, as used for the "RL" baseline of Fan et al. (SalUn, ICLR 2024). Training the forget images
+towards random other age groups erases what the model memorised about those people; the retain
+pass that follows repairs the damage this does to everyone else.
+Hyperparameters are tuned for the kit's default preset within its time budget.
+"""
+
+import torch
+from torch import nn
+
+FORGET_STEPS = 8  # forget batches with random labels (the forget set is a batch or two)
+RETAIN_EPOCHS = 0.7  # passes over the retain set; a fraction stops early
+FORGET_LR = 0.005
+RETAIN_LR = 0.01
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+
+
+def unlearning(net, retain_loader, forget_loader, val_loader):
+    """Scramble the forget set's labels, then repair on the retain set."""
+    device = next(net.parameters()).device
+    n_classes = output_size(net, forget_loader, device)
+    criterion = nn.CrossEntropyLoss()
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=FORGET_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    for batch in batches(forget_loader, FORGET_STEPS):
+        optimizer.zero_grad()
+        criterion(net(batch["image"].to(device)), random_other_labels(batch["age_group"], n_classes).to(device)).backward()
+        optimizer.step()
+    steps = max(1, round(RETAIN_EPOCHS * len(retain_loader)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=RETAIN_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    for batch in batches(retain_loader, steps):
+        optimizer.zero_grad()
+        criterion(net(batch["image"].to(device)), batch["age_group"].to(device)).backward()
+        optimizer.step()
+        scheduler.step()
+    net.eval()
+    return net
+
+
+def random_other_labels(labels, n_classes):
+    """A uniformly drawn label that is never the true one."""
+    return (labels + torch.randint(1, n_classes, labels.shape)) % n_classes
+
+
+def batches(loader, steps):
+    """`steps` batches, reshuffled on every pass: the budget is counted in steps, not whole epochs."""
+    while True:
+        for batch in loader:
+            if steps == 0:
+                return
+            steps -= 1
+            yield batch
+
+
+@torch.no_grad()
+def output_size(net, loader, device):
+    """The number of age groups, read off the head (eval mode: norm statistics stay untouched)."""
+    net.eval()
+    return net(next(iter(loader))["image"][:1].to(device)).shape[1]

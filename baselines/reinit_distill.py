@@ -1,0 +1,83 @@
+"""Re-initialise the top of the network, then distil the original into it on the retain set.
+
+Source: in the style of the reset-and-distil family among the top solutions of the NeurIPS 2023
+Machine Unlearning Challenge ("Amnesiacs"-style; Triantafillou et al., "Are we making progress in
+unlearning? Findings from the first NeurIPS unlearning competition", arXiv:2406.09073): reset part
+of the weights, then rebuild utility from the retain data with the original model as a teacher.
+Our own simplification: the last layers are reset and only they are trained (the kept layers are
+frozen), so a step costs little more than two forward passes and the budget buys a full epoch of
+distillation. Re-drawn weights scatter the runs the way independent retrainings scatter, and the
+teacher only ever speaks about retain images, so what comes back is what the retain set supports.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REINIT_FRACTION = 0.15  # of the weighted layers, counted from the output end
+EPOCHS = 1.0  # passes over the retain set; a fraction stops early
+LR = 2e-3
+WEIGHT_DECAY = 5e-4
+TEMPERATURE = 1.0
+DISTILL_WEIGHT = 1.0  # the cross-entropy on the true labels has weight 1
+
+
+def unlearning(net, retain_loader, forget_loader, val_loader):
+    """Reset the last layers, then teach them the retain set from labels and from the original's outputs."""
+    device = next(net.parameters()).device
+    teacher = copy.deepcopy(net).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    fresh = reinitialise_top(net, REINIT_FRACTION)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in fresh:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(fresh, lr=LR, weight_decay=WEIGHT_DECAY)
+    steps = max(1, round(EPOCHS * len(retain_loader)))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    net.train()
+    for batch in batches(retain_loader, steps):
+        images, labels = batch["image"].to(device), batch["age_group"].to(device)
+        logits = net(images)
+        with torch.no_grad():
+            target = teacher(images)
+        loss = F.cross_entropy(logits, labels) + DISTILL_WEIGHT * distill_kl(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.eval()
+    return net
+
+
+def reinitialise_top(net, fraction):
+    """Fresh weights for the last `fraction` of the layers that have weights (norms included);
+    returns their parameters. Layers are taken in definition order: for a ResNet, stem to head."""
+    layers = [m for m in net.modules() if not list(m.children()) and hasattr(m, "reset_parameters")]
+    start = int(round(len(layers) * (1 - fraction)))
+    for module in layers[start:]:
+        module.reset_parameters()
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return [p for module in layers[start:] for p in module.parameters()]
+
+
+def distill_kl(student_logits, teacher_logits):
+    """KL(teacher || student) on temperature-softened outputs, scaled by T^2 as in Hinton et al."""
+    t = TEMPERATURE
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+
+
+def batches(loader, steps):
+    """`steps` batches, reshuffled on every pass: the budget is counted in steps, not whole epochs."""
+    while True:
+        for batch in loader:
+            if steps == 0:
+                return
+            steps -= 1
+            yield batch

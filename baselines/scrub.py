@@ -1,0 +1,69 @@
+"""SCRUB: max-min teacher-student distillation (Kurmanji et al., NeurIPS 2023).
+
+Source: Kurmanji, Triantafillou, Hayes & Triantafillou, "Towards Unbounded Machine Unlearning",
+NeurIPS 2023 (arXiv:2302.09880; github.com/meghdadk/SCRUB). The original model is a frozen
+teacher; the student (the model being unlearned) alternates "max" steps that push its outputs away
+from the teacher's on the forget set with "min" steps that stay close to the teacher (and to the
+labels) on the retain set. Max steps are interleaved with the first min steps and stop after
+MAX_STEPS, so that the last steps only repair utility, as in the paper's schedule.
+Hyperparameters are tuned for the kit's default preset within its time budget.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+MAX_STEPS = 6  # forget batches of the max phase (the forget set is a batch or two)
+MIN_EPOCHS = 0.55  # passes over the retain set in the min phase
+MAX_EVERY = 2  # one max step after every MAX_EVERY min steps, until MAX_STEPS are done
+LR = 0.0075
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+TEMPERATURE = 4.0
+ALPHA = 1.0  # weight of the distillation loss in the min steps
+GAMMA = 1.0  # weight of the cross-entropy in the min steps
+
+
+def unlearning(net, retain_loader, forget_loader, val_loader):
+    """Interleave forget-set max steps with retain-set min steps, the original as teacher."""
+    device = next(net.parameters()).device
+    teacher = copy.deepcopy(net).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    forget_batches = batches(forget_loader, MAX_STEPS)
+    net.train()
+    for i, batch in enumerate(batches(retain_loader, max(1, round(MIN_EPOCHS * len(retain_loader))))):
+        if i % MAX_EVERY == 0:
+            forget = next(forget_batches, None)
+            if forget is not None:
+                images = forget["image"].to(device)
+                step(optimizer, -distill_kl(net(images), teacher(images)))
+        images, labels = batch["image"].to(device), batch["age_group"].to(device)
+        logits = net(images)
+        step(optimizer, ALPHA * distill_kl(logits, teacher(images)) + GAMMA * F.cross_entropy(logits, labels))
+    net.eval()
+    return net
+
+
+def step(optimizer, loss):
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def distill_kl(student_logits, teacher_logits):
+    """KL(teacher || student) on temperature-softened outputs, scaled by T^2 as in Hinton et al."""
+    t = TEMPERATURE
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+
+
+def batches(loader, steps):
+    """`steps` batches, reshuffled on every pass: the budget is counted in steps, not whole epochs."""
+    while True:
+        for batch in loader:
+            if steps == 0:
+                return
+            steps -= 1
+            yield batch
