@@ -18,15 +18,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from challenge.cli import CONF_DIR
-from challenge.metric import logit_scaled_confidence
-from challenge.model import NetSpec, predict_logits, save_net
-from challenge.pool import Pool, make_entry
+from challenge.pool import Pool, write_stand_in
 from challenge.score import score_submission
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
@@ -46,7 +43,7 @@ def main(args: list[str]) -> None:
             cfg.paths.cache_dir = str(out / "cache")  # never beside real pools: it has their fingerprint
             cfg.scorer.budget_seconds = cfg.scorer.budget_seconds or 600.0
     if synthetic:
-        write_synthetic_pool(cfg, int(cfg.scorer.n_runs))
+        write_stand_in(cfg, int(cfg.scorer.n_runs), seconds=1.0, accuracies={"retain": 0.5, "forget": 0.5, "test": 0.5})
     result = score_submission(cfg, TEMPLATE, out)
     if result["status"] != "scored":
         sys.exit(f"the template was rejected ({result['status']}): {result['message']}")
@@ -58,23 +55,6 @@ def has_pool(cfg: DictConfig) -> bool:
     dm.setup()
     pool = Pool.for_config(cfg, dm)
     return pool.original_path.exists() and len(pool.entries(int(cfg.scorer.n_runs))) == int(cfg.scorer.n_runs)
-
-
-def write_synthetic_pool(cfg: DictConfig, n: int) -> None:
-    """An untrained original and n entries of noisy confidences, through the Pool API."""
-    dm = instantiate(cfg.data)
-    dm.setup()
-    pool = Pool.for_config(cfg, dm)
-    pool.create()
-    torch.manual_seed(0)
-    spec = NetSpec(cfg.model.net.name, dm.num_classes)
-    net = spec.create()
-    save_net(net, spec, dm.data_config(), pool.original_path)
-    base = logit_scaled_confidence(*(t.numpy() for t in predict_logits(net, dm.loader("forget"))))
-    rng = np.random.default_rng(0)
-    metrics = {part: {"acc": 0.5} for part in ("retain", "forget", "test")}
-    for seed in pool.seeds(n):
-        pool.commit(make_entry(seed, 1.0, metrics, base + rng.normal(0, 1, len(base))))
 
 
 def report(r: dict) -> str:

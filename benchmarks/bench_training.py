@@ -11,7 +11,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import lightning as L
 import torch

@@ -127,6 +127,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     """Compose once before running, so a typo is reported in one line with a suggestion."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
 
     from challenge.tracking import register_resolvers
 
@@ -134,11 +135,16 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            compose(config_name, overrides)
+            cfg = compose(config_name, overrides)
     except Exception as e:  # Hydra raises several types; all mean "this override does not fit"
         raise ChallengeError(_explain_override_error(config_name, overrides, e)) from None
     finally:
         GlobalHydra.instance().clear()
+    name = OmegaConf.select(cfg, "model.net.name", default=None)
+    if isinstance(name, str):  # before the run imports Lightning: a typo costs a second, not fifteen
+        from challenge.net import check_model_name
+
+        check_model_name(name)
 
 
 def _explain_override_error(config_name: str, overrides: list[str], err: Exception) -> str:

@@ -136,7 +136,7 @@ def load_parts(path: Path) -> dict[str, Any]:
     """Retain/forget/val datasets with the Kaggle batch layout, from the tensors the scorer staged."""
     import torch
 
-    from challenge.data.datamodule import FaceDataset
+    from challenge.data.faces import FaceDataset
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
     arrays = (blob["images"], blob["ages"], blob["groups"], blob["person_ids"])
@@ -247,7 +247,7 @@ def ingest(inputs: Path, outputs: Path) -> None:
     stamps["submission_loaded"] = time.time()
     import torch
 
-    from challenge.model import load_net
+    from challenge.net import load_net
 
     torch.set_num_threads(int(spec["threads"]))
     original, _, _ = load_net(inputs / "original.pt")

@@ -30,7 +30,7 @@ import challenge
 from challenge.data.datamodule import FaceDataModule
 from challenge.errors import ChallengeError
 from challenge.metric import logit_scaled_confidence
-from challenge.model import predict_logits, save_net
+from challenge.net import NetSpec, predict_logits, save_net
 from challenge.training import evaluate, fit, quiet_lightning, set_threads
 
 # Fields that change how fast, not what, a model learns: left out of the fingerprint.
@@ -309,6 +309,30 @@ def train_member(pool: Pool, cfg: DictConfig, dm: FaceDataModule, seed: int) -> 
         save_net(model.net, model.spec, dm.data_config(), pool.checkpoint_path(seed), seed=seed)
     pool.commit(entry)
     return entry
+
+
+def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str, float]) -> Pool:
+    """n entries without training: an untrained original, and its forget confidences plus noise.
+
+    Verdicts and sandbox overheads do not depend on how a pool was trained, while even a tiny real
+    pool costs minutes on a loaded laptop: tests and benchmarks use this. Its scores mean nothing,
+    and it carries a real pool's fingerprint, so write it in a cache of its own.
+    """
+    dm = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    pool.create()
+    torch.manual_seed(0)
+    spec = NetSpec(cfg.model.net.name, dm.num_classes)
+    net = spec.create()
+    save_net(net, spec, dm.data_config(), pool.original_path)
+    logits, targets = predict_logits(net, dm.loader("forget"))
+    base = logit_scaled_confidence(logits.numpy(), targets.numpy())
+    rng = np.random.default_rng(0)
+    metrics = {part: {"acc": acc} for part, acc in accuracies.items()}
+    for seed in pool.seeds(n):
+        pool.commit(make_entry(seed, seconds, metrics, base + rng.normal(0, 1, len(base))))
+    return pool
 
 
 def original_metrics(pool: Pool) -> dict:

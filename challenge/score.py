@@ -35,7 +35,7 @@ from challenge.data.datamodule import FaceDataModule
 from challenge.errors import ChallengeError
 from challenge.ingestion import CHILD_STATUSES, run_name
 from challenge.metric import cross_entropy_losses, evaluate_forgetting, logit_scaled_confidence, membership_inference_audit
-from challenge.model import NetSpec, accuracy, load_net, predict_logits, save_net
+from challenge.net import NetSpec, accuracy, load_net, predict_logits, save_net
 from challenge.pool import Pool, PoolEntry
 from challenge.sandbox import Limits, Outcome, Sandbox
 from challenge.training import set_threads

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -39,6 +38,8 @@ def make_logger(cfg: DictConfig, **overrides: Any) -> Any:
         return False
     if os.environ.get("WANDB_MODE", "").lower() == "disabled":
         return False
+    from hydra.utils import instantiate  # here: the package imports this module, the sandboxed child needs no Hydra
+
     Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     return instantiate(cfg.logger, **overrides)
 

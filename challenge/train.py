@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from challenge.data.datamodule import FaceDataModule
-from challenge.model import save_net
+from challenge.net import save_net
 from challenge.tracking import finish, make_logger
 from challenge.training import evaluate, fit, majority_rate
 

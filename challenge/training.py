@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from challenge.data.datamodule import FaceDataModule
-from challenge.model import AgePredictor, accuracy, mean_confidence, predict_logits
+from challenge.model import AgePredictor
+from challenge.net import accuracy, mean_confidence, predict_logits
 
 # Data lives in memory: loader worker processes would only add start-up time.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -1,7 +1,8 @@
 """Real face-age folders (CASIA-SURF, UTKFace, CSV, Kaggle 2023) through the real Hydra configs.
 
 Fixture folders hold SynthFaces images saved as JPEG/PNG, so the data is learnable and tiny.
-TODO when `challenge pool` / `challenge score` exist: extend the CLI test to train -> pool -> score.
+Each layout then goes through `challenge train`, `challenge pool` and `challenge score`, as a user
+runs them; the four layouts run side by side, since most of each command is Python start-up.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,8 +69,13 @@ def make_utkface(root: Path, faces: FaceImages) -> None:
         save(root / f"{age}_{i % 2}_{i % 5}_2017010917{i:07d}{suffix}", faces, i, size=(48, 48))
 
 
+def letters(pid: int) -> str:
+    """a..y, then za..zy, zza..: names that sort in the order of the ids, as CSV ids often do."""
+    return chr(97 + pid) if pid < 25 else "z" + letters(pid - 25)
+
+
 def make_csv(root: Path, faces: FaceImages) -> None:
-    rows = [[f"people/{chr(97 + pid)}/{i}.jpg", age, f"person-{chr(97 + pid)}"] for i, (age, pid) in enumerate(zip(faces.ages.tolist(), faces.person_ids.tolist()))]
+    rows = [[f"people/{letters(pid)}/{i}.jpg", age, f"person-{letters(pid)}"] for i, (age, pid) in enumerate(zip(faces.ages.tolist(), faces.person_ids.tolist()))]
     for i, (path, _, _) in enumerate(rows):
         save(root / path, faces, i)
     write_csv(root / "labels.csv", ["path", " age", " person_id"], rows)
@@ -77,9 +84,9 @@ def make_csv(root: Path, faces: FaceImages) -> None:
 KAGGLE_PARTS = {"forget.csv": (0, 1), "validation.csv": (2, 3), "test.csv": (4,)}  # identities; the rest: retain.csv
 
 
-def make_kaggle(root: Path, faces: FaceImages, with_test: bool = True) -> dict[str, list[int]]:
+def make_kaggle(root: Path, faces: FaceImages, with_test: bool = True, parts: dict[str, tuple[int, ...]] = KAGGLE_PARTS) -> dict[str, list[int]]:
     """Kaggle's files: image_id "<a>-<b>" -> images/<a>/<b>.png; returns the image indices per file."""
-    where = {f: ids for f, ids in KAGGLE_PARTS.items() if with_test or f != "test.csv"}
+    where = {f: ids for f, ids in parts.items() if with_test or f != "test.csv"}
     files: dict[str, list[int]] = {f: [] for f in [*where, "retain.csv"]}
     for i, pid in enumerate(faces.person_ids.tolist()):
         files[next((f for f, ids in where.items() if pid in ids), "retain.csv")].append(i)
@@ -264,23 +271,77 @@ def test_neurips2023_experiment() -> None:
     assert (cfg.pool.size, cfg.scorer.budget_fraction) == (512, 0.2)
 
 
-def test_cli(tmp_path: Path, faces: FaceImages, cache_dir: Path) -> None:
-    """Both CLI runs start together: most of each is Python start-up, which overlaps."""
-    files = make_kaggle(tmp_path / "kaggle", faces)
-    env = {**os.environ, "CHALLENGE_CACHE_DIR": str(cache_dir)}
-    train = [
-        "train", "data=csv", f"data.root={tmp_path / 'kaggle'}", "logger=none", "trainer.max_epochs=1",
-        "model.net.name=test_resnet", f"hydra.run.dir={tmp_path / 'run'}",
-    ]  # fmt: skip
-    bad = ["train", "data=surf", "data.root=/nonexistent", "logger=none", f"hydra.run.dir={tmp_path / 'bad'}"]
-    procs = [subprocess.Popen([str(CHALLENGE), *a], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in (train, bad)]
-    (out, err), (_, bad_err) = (p.communicate(timeout=300) for p in procs)
+def test_the_slurm_command_composes() -> None:
+    """The README's cluster command: the submitit plugin's SLURM launcher composes with the experiment."""
+    overrides = ["experiment=neurips2023", "data=surf", "data.root=/data/CASIA-SURF", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"]
+    with initialize_config_dir(config_dir=str(challenge.cli.CONF_DIR), version_base="1.3"):
+        cfg = compose("pool", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (cfg.hydra.launcher.partition, cfg.pool.size, cfg.model.net.name) == ("gpu", 512, "resnet18")
 
-    assert procs[1].returncode == 2
-    assert bad_err.strip().splitlines()[-1] == "error: data.root /nonexistent is not a folder: set data.root to where the dataset was unpacked"
-    assert procs[0].returncode == 0, err[-3000:]
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    n = {p: len(files[f]) for p, f in [("retain", "retain.csv"), ("forget", "forget.csv"), ("val", "validation.csv"), ("test", "test.csv")]}
-    assert {p: metrics[p]["n"] for p in n} == n
-    assert all(0 <= metrics[p]["acc"] <= 1 and 0 < metrics[p]["confidence"] < 1 for p in n)
-    assert 0 <= metrics["majority_rate"] <= 1 and metrics["seconds"] > 0
+
+def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = ["train", "data=surf", "data.root=/nonexistent", "logger=none", f"hydra.run.dir={tmp_path / 'bad'}"]
+    run = subprocess.run([str(CHALLENGE), *bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == "error: data.root /nonexistent is not a folder: set data.root to where the dataset was unpacked"
+
+
+# Layout -> (folder builder, overrides). UTKFace has no identities: 3 images stand in for them.
+# Test sets of 20 images or more: a 1-epoch model's test accuracy must not be 0, since the
+# scorer divides by the retrained models' (and rightly refuses a pool where it is 0).
+LAYOUTS = {
+    "surf": (make_surf, ["data=surf"]),
+    "utkface": (make_utkface, ["data=utkface", "data.split.forget_identities=3"]),
+    "csv": (make_csv, ["data=csv", "data.split.forget_identities=2"]),
+    "kaggle": (lambda root, faces: make_kaggle(root, faces, parts={"forget.csv": (0, 1), "validation.csv": (2, 3, 4, 5), "test.csv": (6, 7, 8, 9)}), ["data=csv"]),
+}
+TINY_RUN = ["logger=none", "trainer.max_epochs=1", "model.net.name=test_resnet"]
+POOL_RUN = ["pool.size=3", "pool.threads=1"]  # 3: the fewest runs the metric accepts
+SCORE_RUN = [*POOL_RUN, "scorer.threads=1", "scorer.budget_seconds=120", "scorer.n_bootstrap=0"]
+FINETUNE = Path(challenge.cli.__file__).resolve().parent.parent / "baselines" / "finetune.py"
+
+
+def pipeline(layout: str, tmp: Path, faces: FaceImages, cache_dir: Path) -> dict:
+    """train -> pool -> score on one fixture folder; the three run folders' JSON, or the failing command's stderr."""
+    make, overrides = LAYOUTS[layout]
+    root = tmp / layout / "data"
+    made = make(root, faces)
+    common = [*overrides, f"data.root={root}", *TINY_RUN]
+    env = {**os.environ, "CHALLENGE_CACHE_DIR": str(cache_dir / layout)}
+    steps = [("train", []), ("pool", POOL_RUN), ("score", [str(FINETUNE), *SCORE_RUN])]
+    for command, extra in steps:
+        run = subprocess.run([str(CHALLENGE), command, *extra, *common, f"hydra.run.dir={tmp / layout / command}"], env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            return {"failed": f"challenge {command} exited {run.returncode}: {run.stderr[-3000:]}"}
+    return {
+        "made": made,
+        "train": json.loads((tmp / layout / "train" / "metrics.json").read_text()),
+        "pool": list((cache_dir / layout).glob("pools/*/models/seed-*.npz")),
+        "score": json.loads((tmp / layout / "score" / "result.json").read_text()),
+    }
+
+
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    tmp = tmp_path_factory.mktemp("layouts")
+    faces = SynthFaces(n_identities=40, images_per_identity=5, seed=3).load()
+    with ThreadPoolExecutor(max_workers=len(LAYOUTS)) as pool:
+        return dict(zip(LAYOUTS, pool.map(lambda layout: pipeline(layout, tmp, faces, tmp / "cache"), LAYOUTS)))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_train_pool_score_on_each_layout(pipelines: dict[str, dict], layout: str) -> None:
+    done = pipelines[layout]
+    assert "failed" not in done, done.get("failed")
+    trained, result = done["train"], done["score"]
+    assert trained["forget"]["n"] > 0 and 0 <= trained["forget"]["acc"] <= 1
+    assert len(done["pool"]) == 3  # the three retrained reference models, as pool.size asked
+    assert result["status"] == "scored", result["message"]
+    score = result["score"]
+    assert score["n_examples"] == trained["forget"]["n"]  # every forget image of this folder was scored
+    assert [run["seed"] for run in result["runs"]] == [0, 1, 2]
+    assert 0 <= score["forget_quality"] <= 1 and score["final_score"] == pytest.approx(score["forget_quality"] * score["retain_ratio"] * score["test_ratio"])
+    if layout == "kaggle":  # the given split, file by file
+        files = {"retain": "retain.csv", "forget": "forget.csv", "val": "validation.csv", "test": "test.csv"}
+        assert {part: trained[part]["n"] for part in files} == {part: len(done["made"][f]) for part, f in files.items()}

@@ -72,7 +72,7 @@ def test_child_sees_only_its_binds(tmp_path: Path) -> None:
     assert "True" not in out.replace("hello", "")  # none of those paths exists inside
     assert "inputs read-only: 30" in out  # EROFS
     assert (box.outputs / "out.txt").read_text() == "x"
-    assert f"cwd /sandbox/scratch home /sandbox/scratch" in out
+    assert "cwd /sandbox/scratch home /sandbox/scratch" in out
 
 
 @pytest.mark.parametrize("isolation", MODES)

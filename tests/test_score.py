@@ -17,15 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from hydra.utils import instantiate
 
 from challenge.errors import ChallengeError
-from challenge.metric import logit_scaled_confidence
-from challenge.model import NetSpec, predict_logits, save_net
-from challenge.pool import Pool, make_entry
+from challenge.pool import write_stand_in
 from challenge.pool import run as build_pool
 from challenge.score import score_submission
 from tests.conftest import CHALLENGE, compose_config, run_cli
@@ -58,20 +53,7 @@ def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
     takes minutes on a loaded 2-core machine, and the verdicts do not depend on how it was trained.
     """
     cfg = compose_config("pool", SYNTHETIC, tmp_path_factory.mktemp("pool"))
-    dm = instantiate(cfg.data)
-    dm.setup()
-    pool = Pool.for_config(cfg, dm)
-    pool.create()
-    torch.manual_seed(0)
-    spec = NetSpec(cfg.model.net.name, dm.num_classes)
-    net = spec.create()
-    save_net(net, spec, dm.data_config(), pool.original_path)
-    logits, targets = predict_logits(net, dm.loader("forget"))
-    base = logit_scaled_confidence(logits.numpy(), targets.numpy())
-    rng = np.random.default_rng(0)
-    metrics = {part: {"acc": acc} for part, acc in (("retain", 0.5), ("forget", 0.3), ("test", 0.4))}
-    for seed in pool.seeds(3):
-        pool.commit(make_entry(seed, 10.0, metrics, base + rng.normal(0, 1, len(base))))
+    write_stand_in(cfg, 3, seconds=10.0, accuracies={"retain": 0.5, "forget": 0.3, "test": 0.4})
 
 
 @pytest.fixture(scope="session")

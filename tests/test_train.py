@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from challenge import train
-from challenge.model import load_net, predict_logits
+from challenge.net import load_net
 from tests.conftest import TINY, compose_config, run_cli
 
 
@@ -28,7 +27,7 @@ def test_train_writes_net_and_metrics_in_the_run_folder(tmp_path: Path) -> None:
 def test_same_seed_same_model(tmp_path: Path) -> None:
     a = train.run(compose_config("train", TINY, tmp_path / "a"))
     b = train.run(compose_config("train", TINY, tmp_path / "b"))
-    c = train.run(compose_config("train", [*TINY, "seed=1"], tmp_path / "c"))
+    train.run(compose_config("train", [*TINY, "seed=1"], tmp_path / "c"))
     wa, wb, wc = (torch.load(tmp_path / x / "net.pt", weights_only=True)["state_dict"] for x in "abc")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)

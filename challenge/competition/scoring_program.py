@@ -20,7 +20,7 @@ import torch
 from challenge.competition.ingestion_program import RUNS
 from challenge.ingestion import run_name
 from challenge.metric import evaluate_forgetting, logit_scaled_confidence
-from challenge.model import NetSpec, accuracy, load_net, predict_logits, save_net
+from challenge.net import NetSpec, accuracy, load_net, predict_logits, save_net
 from challenge.score import Context, Verdict, load_weights, read_failure, staged_data
 
 REFERENCE_PARTS = ("forget", "retain", "test")

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import lightning as L
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from challenge.data.faces import FaceImages
+from challenge.data.faces import FaceDataset, FaceImages
 from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split, write_atomic
 from challenge.errors import ChallengeError
 
@@ -44,28 +43,6 @@ def source_key(source: FaceSource) -> str:
         payload["content"] = source.content_key()
     blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class FaceDataset(Dataset):
-    """Per-item dicts over pre-normalised images (a plain map-style dataset, so that submissions
-    that build their own DataLoader over `loader.dataset` keep working)."""
-
-    def __init__(self, images: torch.Tensor, ages: torch.Tensor, groups: torch.Tensor, person_ids: torch.Tensor, indices: np.ndarray):
-        self.images, self.ages, self.groups, self.person_ids = images, ages, groups, person_ids
-        self.indices = torch.as_tensor(indices, dtype=torch.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        j = self.indices[i]
-        return {
-            "image": self.images[j],
-            "age_group": self.groups[j],
-            "age": self.ages[j],
-            "person_id": self.person_ids[j],
-            "image_id": j,
-        }
 
 
 class FaceDataModule(L.LightningDataModule):

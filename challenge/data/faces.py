@@ -2,7 +2,9 @@
 
 Sources differ (generated, folders of JPEGs, CSV manifests); everything after them
 (splits, loaders, training, scoring) sees only `FaceImages`: decoded uint8 pixels at the
-configured resolution, so epochs never decode an image twice.
+configured resolution, so epochs never decode an image twice. `FaceDataset` is the per-item
+view loaders batch, in the Kaggle layout; it needs torch only, so the sandboxed child imports it
+without Lightning.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -49,3 +52,25 @@ class FaceImages:
     def load(cls, path: Path) -> "FaceImages":
         d = torch.load(path, map_location="cpu", weights_only=True)
         return cls(d["images"], d["ages"], d["person_ids"])
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """Per-item dicts over pre-normalised images (a plain map-style dataset, so that submissions
+    that build their own DataLoader over `loader.dataset` keep working)."""
+
+    def __init__(self, images: torch.Tensor, ages: torch.Tensor, groups: torch.Tensor, person_ids: torch.Tensor, indices: Sequence[int] | torch.Tensor):
+        self.images, self.ages, self.groups, self.person_ids = images, ages, groups, person_ids
+        self.indices = torch.as_tensor(indices, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        j = self.indices[i]
+        return {
+            "image": self.images[j],
+            "age_group": self.groups[j],
+            "age": self.ages[j],
+            "person_id": self.person_ids[j],
+            "image_id": j,
+        }
