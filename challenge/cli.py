@@ -27,14 +27,15 @@ class Command(NamedTuple):
     help: str
     positional: str | None = None  # config key that a leading positional argument sets
     flags: str | None = None  # "module:function" adding argparse options; the target then takes (cfg, args)
+    builds_model: bool = False  # check model.net.name before running (it imports timm: not for light commands)
 
 
 _COMPETITION = "challenge.competition.commands"
 COMMANDS: dict[str, Command] = {
-    "train": Command("challenge.train:run", "train", "train the original model on all training images"),
-    "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set"),
-    "score": Command("challenge.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission"),
-    "baseline": Command("challenge.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report"),
+    "train": Command("challenge.train:run", "train", "train the original model on all training images", builds_model=True),
+    "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set", builds_model=True),
+    "score": Command("challenge.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission", builds_model=True),
+    "baseline": Command("challenge.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report", builds_model=True),
     "data preview": Command("challenge.data.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
     "competition init": Command(f"{_COMPETITION}:init", "competition", "build each phase's original model and pool, create the competition database", flags=f"{_COMPETITION}:no_flags"),
     "submit": Command(f"{_COMPETITION}:submit", "competition", "queue a submission: submit --team T FILE.py (prints its id)", flags=f"{_COMPETITION}:submit_flags"),
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parse_flags(name, cmd, rest)
         overrides = _positional_to_override(cmd, rest)
         if not any(a in {"-m", "--multirun"} for a in overrides) and not any(a.startswith("--") for a in overrides):
-            check_overrides(cmd.config, overrides)
+            check_overrides(cmd.config, overrides, cmd.builds_model)
     except ChallengeError as e:
         return _fail(str(e))
     return run_hydra(name, cmd, overrides, args)
@@ -123,7 +124,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def check_overrides(config_name: str, overrides: list[str]) -> None:
+def check_overrides(config_name: str, overrides: list[str], check_model: bool = False) -> None:
     """Compose once before running, so a typo is reported in one line with a suggestion."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -141,7 +142,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     finally:
         GlobalHydra.instance().clear()
     name = OmegaConf.select(cfg, "model.net.name", default=None)
-    if isinstance(name, str):  # before the run imports Lightning: a typo costs a second, not fifteen
+    if check_model and isinstance(name, str):  # before the run imports Lightning: a typo is told in half the time
         from challenge.net import check_model_name
 
         check_model_name(name)

@@ -1,8 +1,8 @@
 """Real face-age folders (CASIA-SURF, UTKFace, CSV, Kaggle 2023) through the real Hydra configs.
 
 Fixture folders hold SynthFaces images saved as JPEG/PNG, so the data is learnable and tiny.
-Each layout then goes through `challenge train`, `challenge pool` and `challenge score`, as a user
-runs them; the four layouts run side by side, since most of each command is Python start-up.
+Each layout then goes through what `challenge train`, `challenge pool` and `challenge score` run,
+with a tiny model, and is scored in the real sandbox.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from hydra.utils import instantiate
 from PIL import Image
 
 import challenge.cli
+from challenge import pool, train
 from challenge.data import folders
 from challenge.data.datamodule import FaceDataModule
 from challenge.data.faces import FaceImages
 from challenge.data.synthfaces import SynthFaces
+from challenge.score import score_submission
+from tests.conftest import compose_config
 
 CHALLENGE = Path(sys.executable).parent / "challenge"
 N_IDS, PER_ID = 12, 4
@@ -302,38 +305,37 @@ SCORE_RUN = [*POOL_RUN, "scorer.threads=1", "scorer.budget_seconds=120", "scorer
 FINETUNE = Path(challenge.cli.__file__).resolve().parent.parent / "baselines" / "finetune.py"
 
 
-def pipeline(layout: str, tmp: Path, faces: FaceImages, cache_dir: Path) -> dict:
-    """train -> pool -> score on one fixture folder; the three run folders' JSON, or the failing command's stderr."""
-    make, overrides = LAYOUTS[layout]
-    root = tmp / layout / "data"
-    made = make(root, faces)
-    common = [*overrides, f"data.root={root}", *TINY_RUN]
-    env = {**os.environ, "CHALLENGE_CACHE_DIR": str(cache_dir / layout)}
-    steps = [("train", []), ("pool", POOL_RUN), ("score", [str(FINETUNE), *SCORE_RUN])]
-    for command, extra in steps:
-        run = subprocess.run([str(CHALLENGE), command, *extra, *common, f"hydra.run.dir={tmp / layout / command}"], env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:
-            return {"failed": f"challenge {command} exited {run.returncode}: {run.stderr[-3000:]}"}
-    return {
-        "made": made,
-        "train": json.loads((tmp / layout / "train" / "metrics.json").read_text()),
-        "pool": list((cache_dir / layout).glob("pools/*/models/seed-*.npz")),
-        "score": json.loads((tmp / layout / "score" / "result.json").read_text()),
-    }
-
-
 @pytest.fixture(scope="module")
 def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Each layout's folder through what `challenge train`, `challenge pool` and `challenge score` run.
+
+    In this process, for speed: a command's process start costs more than its work on these
+    folders, and the CLI around these functions is tested in test_train and test_score. The four
+    scorings run side by side, each with its own sandboxed child.
+    """
     tmp = tmp_path_factory.mktemp("layouts")
     faces = SynthFaces(n_identities=40, images_per_identity=5, seed=3).load()
-    with ThreadPoolExecutor(max_workers=len(LAYOUTS)) as pool:
-        return dict(zip(LAYOUTS, pool.map(lambda layout: pipeline(layout, tmp, faces, tmp / "cache"), LAYOUTS)))
+    done: dict[str, dict] = {}
+    for layout, (make, overrides) in LAYOUTS.items():
+        root = tmp / layout / "data"
+        common = [*overrides, f"data.root={root}", *TINY_RUN]
+        done[layout] = {"made": make(root, faces), "train": train.run(compose_config("train", common, tmp / layout / "train"))}
+        pool.run(compose_config("pool", [*common, *POOL_RUN], tmp / layout / "pool"))
+        done[layout]["config"] = compose_config("score", [*common, *SCORE_RUN], tmp / layout / "score")
+
+    def score(layout: str) -> dict:
+        return score_submission(done[layout]["config"], FINETUNE, tmp / layout / "score")
+
+    with ThreadPoolExecutor(max_workers=len(LAYOUTS)) as workers:
+        for layout, result in zip(LAYOUTS, workers.map(score, LAYOUTS)):
+            entries = Path(os.environ["CHALLENGE_CACHE_DIR"]) / "pools" / result["pool"]["fingerprint"] / "models"
+            done[layout].update(score=result, pool=sorted(entries.glob("seed-*.npz")))
+    return done
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_train_pool_score_on_each_layout(pipelines: dict[str, dict], layout: str) -> None:
     done = pipelines[layout]
-    assert "failed" not in done, done.get("failed")
     trained, result = done["train"], done["score"]
     assert trained["forget"]["n"] > 0 and 0 <= trained["forget"]["acc"] <= 1
     assert len(done["pool"]) == 3  # the three retrained reference models, as pool.size asked
