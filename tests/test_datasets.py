@@ -8,7 +8,6 @@ with a tiny model, and is scored in the real sandbox.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import subprocess
