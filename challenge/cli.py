@@ -141,6 +141,9 @@ def check_overrides(config_name: str, overrides: list[str], check_model: bool = 
         raise ChallengeError(_explain_override_error(config_name, overrides, e)) from None
     finally:
         GlobalHydra.instance().clear()
+    missing = _missing_keys(OmegaConf.to_container(cfg, resolve=False))  # unresolved: ${hydra:...} has no runtime yet
+    if missing:  # a required value left at ??? (data.root, the submission): say so before any import
+        raise ChallengeError(_required(missing[0]))
     name = OmegaConf.select(cfg, "model.net.name", default=None)
     if check_model and isinstance(name, str):  # before the run imports Lightning: a typo is told in half the time
         from challenge.net import check_model_name
@@ -169,6 +172,12 @@ def _suggest(config_name: str, key: str) -> str:
     keys += [p.name for p in CONF_DIR.iterdir() if p.is_dir()]
     close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else " (prefix with + to add a new key)"
+
+
+def _missing_keys(d: Any, prefix: str = "") -> list[str]:
+    if isinstance(d, dict):
+        return [k for key, v in d.items() for k in _missing_keys(v, f"{prefix}{key}.")]
+    return [prefix[:-1]] if d == "???" else []
 
 
 def _flat_keys(d: Any, prefix: str = "") -> list[str]:
@@ -212,9 +221,17 @@ def _user_error(e: BaseException | None) -> ChallengeError | None:
         if isinstance(e, ChallengeError):
             return e
         if isinstance(e, MissingMandatoryValue):
-            return ChallengeError(f"{e.full_key} is required: add {e.full_key}=... to the command")
+            return ChallengeError(_required(e.full_key))
         e = e.__cause__
     return None
+
+
+def _required(key: str) -> str:
+    """A value left at ???, said as the fix: the positional argument it is, or the override to add."""
+    for name, cmd in COMMANDS.items():
+        if cmd.positional == key:
+            return f"name the {key} file: challenge {name} path/to/{key}.py"
+    return f"{key} is required: add {key}=... to the command"
 
 
 def _fail(message: str) -> int:

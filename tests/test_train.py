@@ -68,10 +68,12 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
         ("train", "trainer.max_epoch=3"): "did you mean 'trainer.max_epochs'",
         ("train", "model=resnet99"): "Could not find 'model/resnet99'",
         ("train", "model.net.name=resnet19", "logger=none"): "unknown timm model 'resnet19'",
+        ("train", "data=surf"): "data.root is required: add data.root=... to the command",
+        ("score", "logger=none"): "name the submission file: challenge score path/to/submission.py",
         ("trian",): "unknown command",
     }
     for args, message in cases.items():
-        r = run_cli(*args, f"hydra.run.dir={tmp_path}" if args[0] == "train" else "--help")
+        r = run_cli(*args, f"hydra.run.dir={tmp_path}" if args[0] in {"train", "score"} else "--help")
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2, (args, r.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
