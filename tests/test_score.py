@@ -178,4 +178,6 @@ def test_retraining_from_scratch_forgets_better_than_doing_nothing(trained_pool:
     nothing = score_submission(compose_config("score", overrides, tmp_path / "a"), SUBMISSIONS / "do_nothing.py", tmp_path / "a")
     retrained = score_submission(compose_config("score", overrides, tmp_path / "b"), retrain, tmp_path / "b")
     assert nothing["score"]["forget_quality"] == 0.0  # N identical outputs: every example gets the capped epsilon
-    assert retrained["score"]["forget_quality"] > 0.3
+    # Even a perfect method's F is small at N = 3, where each example's epsilon comes from 3 samples
+    # (0.125 here; retrain at N = 16 on the default preset: 0.148). Doing nothing is exactly 0.
+    assert retrained["score"]["forget_quality"] > 0.05
