@@ -7,6 +7,8 @@ state dict, the scorer's strict load and forget/retain/test inference), and the 
 seconds. Uses the preset's pool when it has N models (`challenge pool pool.size=16`); otherwise,
 or with --synthetic-pool, untrained stand-ins written in a temporary cache: timing does not depend
 on how the pool was trained (its scores are then meaningless, and the budget is not enforced).
+The budget's calibration (pricing a retrain in the child before the file is imported) is shown as
+a once-per-child cost, with the price it found.
 
     python benchmarks/bench_sandbox.py [--synthetic-pool] [hydra overrides, e.g. scorer.isolation=none]
 """
@@ -64,8 +66,9 @@ def report(r: dict) -> str:
     rows = [
         ("once: stage inputs (scorer)", child["stage_inputs"]),
         ("once: interpreter start in the sandbox", child["interpreter_start"]),
-        ("once: load submission (its imports: torch)", child["load_submission"]),
-        ("once: load inputs (kit imports, weights, data)", child["load_inputs"]),
+        ("once: load inputs (torch, kit imports, weights, data)", child["load_inputs"]),
+        ("once: price a retrain (calibration steps)", child.get("calibrate", 0.0)),
+        ("once: load submission", child["load_submission"]),
         ("per run: fresh weights + loaders (child)", float(np.sum(t["run_reset_seconds"]))),
         ("per run: state dict out (child save)", float(np.sum(t["run_save_seconds"]))),
         ("per run: leftover-process check (child)", float(np.sum(t["run_check_seconds"]))),
@@ -78,7 +81,10 @@ def report(r: dict) -> str:
     ]
     for name, v in [*rows, ("overhead, all of the above", overhead), ("unlearning (the submission's own time)", unlearning)]:
         lines.append(f"{name:<48}{v:>9.2f}{v / n:>11.3f}{100 * v / unlearning:>16.1f}%")
-    lines.append(f"child wall time {t['child_seconds']:.1f} s; scorer total {t['total_seconds']:.1f} s; budget per run {t['budget_seconds']:.2f} s")
+    b = r["budget"]
+    cost = float(np.mean(b["run_cost"]))
+    lines.append(f"child wall time {t['child_seconds']:.1f} s; scorer total {t['total_seconds']:.1f} s")
+    lines.append(f"budget per run {b['per_run']:.2f} {b['clock']} s ({b['rule']}); the template's runs cost {cost:.2f} s, {np.mean(b['run_fraction']):.0%} of it")
     return "\n".join(lines)
 
 

@@ -3,29 +3,28 @@
 What `make baseline` runs on a fresh clone, so it must finish in minutes on a laptop and cost
 nothing the second time: each stage reuses what the caches hold (generated data, the pool's
 fingerprinted folder, the scorer's finished results keyed by file hash), so a rerun only scores
-the baselines whose files changed. Small models on a CPU use one core poorly, so the pool and the
-scoring run in `workers` processes of cores/workers threads each; the pool's retrain times, which
-set the per-run budget, are then measured under the same sharing as the unlearning runs.
+the baselines whose files changed. The pool is built by the same function as `challenge pool`
+(challenge.pool.build), and the scorings run side by side through the same process helper
+(challenge.parallel), each process single-threaded: a model's bits depend on its thread count, and
+each scoring prices its own budget in its own process, so neither depends on how the work is split.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from challenge.errors import ChallengeError
-from challenge.pool import Pool, build_original, claims, format_summary, summary, train_member
+from challenge.parallel import run_parallel
+from challenge.pool import Pool, build, format_summary, summary
 from challenge.report import leaderboard_table, rank, row_from_result, write_html
 from challenge.score import KIT_BASELINES, budget_exempt, score_submission
-from challenge.training import quiet_lightning, set_threads
 
 
 class Stages:
@@ -52,11 +51,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = baseline_files(cfg)
-    workers = max(1, int(cfg.workers))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    plain = plain_config(cfg, threads)
+    workers = int(cfg.workers)
+    plain = OmegaConf.to_container(cfg, resolve=True)  # worker processes need neither Hydra nor our resolvers
     stages = Stages()
-    pool = prepare_pool(cfg, plain, workers, stages)
+    pool = prepare_pool(cfg, workers, stages)
 
     t = time.perf_counter()
     results = score_all(plain, files, out, workers, stages)
@@ -66,7 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rows = rank(row_from_result(name, results[name]) for name in files)
     report = write_html(f"Baselines: pool {pool.fingerprint}, N = {cfg.scorer.n_runs}", rows, results, out / "report.html")
     stages.add("report", time.perf_counter() - t)
-    timings = stages.to_dict(workers, threads)
+    timings = stages.to_dict(workers, int(cfg.scorer.threads))
     write_json(out / "timings.json", timings)
     print(leaderboard_table(rows))
     print()
@@ -75,7 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return {"rows": rows, "timings": timings}
 
 
-def prepare_pool(cfg: DictConfig, plain: dict[str, Any], workers: int, stages: Stages) -> Pool:
+def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:
     """The data, the original and the pool, each built only if the caches do not hold it yet."""
     t = time.perf_counter()
     dm = instantiate(cfg.data)
@@ -85,7 +83,13 @@ def prepare_pool(cfg: DictConfig, plain: dict[str, Any], workers: int, stages: S
     pool = Pool.for_config(cfg, dm)
     pool.create()
     n = int(cfg.pool.size)
-    build_pool(plain, pool, n, workers, stages)
+    t = time.perf_counter()
+    done = build(cfg, pool, n, workers)
+    if len(pool.entries(n)) < n or not pool.original_path.exists():
+        raise ChallengeError(f"the pool at {pool.root} is incomplete (another process holds some seeds): run `challenge baseline` again when it has finished")
+    original = done["original_seconds"]
+    stages.add("original", original or 0.0, "trained (alongside the first pool models)" if original is not None else "reused")
+    stages.add("pool", time.perf_counter() - t, f"{n} models ({len(done['trained'])} trained now), {done['processes']} process(es)" if done["processes"] else f"{n} models reused")
     print(format_summary(summary(pool, n)), flush=True)
     return pool
 
@@ -100,67 +104,6 @@ def baseline_files(cfg: DictConfig) -> dict[str, Path]:
     if not files:
         raise ChallengeError("`baselines` is empty: name at least one file of baselines_dir")
     return files
-
-
-def plain_config(cfg: DictConfig, threads: int) -> dict[str, Any]:
-    """The config resolved to plain values, so worker processes need neither Hydra nor our resolvers;
-    threads pinned, because the scorer keys finished runs by thread count."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for group in ("pool", "scorer"):
-        if plain[group].get("threads") is None:
-            plain[group]["threads"] = threads
-    return plain
-
-
-# -- the pool --------------------------------------------------------------------------------------
-def build_pool(plain: dict[str, Any], pool: Pool, n: int, workers: int, stages: Stages) -> None:
-    """The original and n retrained models, in parallel processes that claim seeds from the pool's folder."""
-    todo = (0 if pool.original_path.exists() else 1) + n - len(pool.entries(n))
-    if todo == 0:
-        stages.add("original", 0.0, "reused")
-        stages.add("pool", 0.0, f"{n} models reused")
-        return
-    n_procs = min(workers, todo)
-    print(f"pool {pool.fingerprint}: training {todo} model(s) in {n_procs} process(es)", flush=True)
-    t = time.perf_counter()
-    shards = run_parallel(_pool_shard, [(plain, shard) for shard in range(n_procs)], n_procs, progress=_pool_progress(pool, n))
-    original = next((s["original_seconds"] for s in shards if s["original_seconds"] is not None), None)
-    trained = sum(len(s["trained"]) for s in shards)
-    if len(pool.entries(n)) < n or not pool.original_path.exists():
-        raise ChallengeError(f"the pool at {pool.root} is incomplete (another process holds some seeds): run `challenge baseline` again when it has finished")
-    stages.add("original", original or 0.0, "trained (alongside the first pool models)" if original is not None else "reused")
-    stages.add("pool", time.perf_counter() - t, f"{n} models ({trained} trained now), {n_procs} process(es)")
-
-
-def _pool_shard(plain: dict[str, Any], shard: int) -> dict[str, Any]:
-    """One worker: shard 0 trains the original first; every shard then claims seeds until none are left."""
-    cfg = OmegaConf.create(plain)
-    set_threads(cfg.pool.threads)
-    quiet_lightning()
-    dm = instantiate(cfg.data)
-    dm.setup()
-    pool = Pool.for_config(cfg, dm)
-    stale = float(cfg.pool.claim_stale_seconds)
-    original = None
-    if shard == 0 and not pool.original_path.exists():
-        t = time.perf_counter()
-        build_original(pool, cfg, dm, stale)
-        original = time.perf_counter() - t
-    trained = [train_member(pool, cfg, dm, seed).seed for seed in claims(pool, int(cfg.pool.size), stale)]
-    return {"original_seconds": original, "trained": trained}
-
-
-def _pool_progress(pool: Pool, n: int) -> Callable[[], str | None]:
-    seen = {"count": -1}
-
-    def check() -> str | None:
-        count = len(pool.entries(n))
-        if count == seen["count"]:
-            return None
-        seen["count"] = count
-        return f"  pool: {count}/{n} retrained models"
-
-    return check
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -187,37 +130,6 @@ def _report_scored(done: tuple[str, dict[str, Any], float], stages: Stages) -> s
     score = result.get("score") or {}
     detail = f"final {score['final_score']:.3f}, F {score['forget_quality']:.3f}" if score else result.get("message", "")
     return f"  {name}: {result['status']} in {seconds:.1f} s ({detail})"
-
-
-# -- processes -------------------------------------------------------------------------------------
-def run_parallel(fn: Callable[..., Any], jobs: list[tuple], workers: int, progress: Callable[[], str | None] | None = None,
-                 on_result: Callable[[Any], str] | None = None) -> list[Any]:
-    """fn(*job) for every job, in `workers` spawned processes (in this one when workers is 1).
-
-    Spawned, not forked: forking a process that has started torch's thread pools can hang the child.
-    Results come back in completion order; `on_result` turns each into a progress line, and
-    `progress`, polled every two seconds, may return one too.
-    """
-    if workers <= 1:
-        results = []
-        for job in jobs:
-            results.append(fn(*job))
-            if on_result:
-                print(on_result(results[-1]), flush=True)
-        return results
-    results = []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        pending: set[Future] = {ex.submit(fn, *job) for job in jobs}
-        while pending:
-            finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                results.append(future.result())
-                if on_result:
-                    print(on_result(results[-1]), flush=True)
-            line = progress() if progress else None
-            if line:
-                print(line, flush=True)
-    return results
 
 
 # -- output ----------------------------------------------------------------------------------------

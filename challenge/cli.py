@@ -144,6 +144,9 @@ def check_overrides(config_name: str, overrides: list[str], check_model: bool = 
     missing = _missing_keys(OmegaConf.to_container(cfg, resolve=False))  # unresolved: ${hydra:...} has no runtime yet
     if missing:  # a required value left at ??? (data.root, the submission): say so before any import
         raise ChallengeError(_required(missing[0]))
+    from challenge.checks import check_values
+
+    check_values(cfg)  # a wrong type or range (pool.size=abc, scorer.threads=0): one line, not a traceback later
     name = OmegaConf.select(cfg, "model.net.name", default=None)
     if check_model and isinstance(name, str):  # before the run imports Lightning: a typo is told in half the time
         from challenge.net import check_model_name

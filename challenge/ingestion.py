@@ -4,13 +4,16 @@
 sandbox. It sees only its inputs (spec.json, the participant file, the original net file and the
 retain/forget/val tensors) and answers only through files, which the scorer validates:
 
-  ready.json              the submission and the inputs are loaded (with wall-clock stamps)
-  run-XXXX.start          run XXXX began: the scorer times the per-run budget from here
+  calibration.json        the price of a retrain here (challenge.budget), timed before the import;
+                          the child waits until the scorer has taken it away, then imports the file
+  ready.json              the inputs and the submission are loaded (with wall-clock stamps)
+  run-XXXX.start, .end    run XXXX began / unlearning() returned: the scorer charges the run between them
   run-XXXX.pt, .json      the run's state dict (tensors only) and its times, each written atomically
   failure.json            {status, message, traceback} when the submission broke the contract
 
-The submission is loaded before torch is imported here, so a file that cannot even be loaded is
-turned away in a fraction of a second. This module only runs and reports; the scorer judges.
+The file is compiled before torch is imported, so a syntax error is turned away in a fraction of a
+second; it is executed only after the calibration, so that nothing it starts at import (a busy
+thread, say) can inflate the price of a retrain. This module only runs and reports; the scorer judges.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from challenge.budget import CALIBRATION_FILE, calibrate
 from challenge.sandbox import PIDNS_ENV, processes
 
 CONTRACT = "unlearning(net, retain_loader, forget_loader, val_loader)"
@@ -61,13 +65,17 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # -- loading the submission ------------------------------------------------------------------------
-def load_submission(path: Path) -> Callable[..., Any]:
-    """The module as `submission`, its `unlearning` checked against the contract before any run."""
+def compile_submission(path: Path) -> Any:
+    """Compiled, not run: a syntax error costs no torch import, and nothing of the file runs yet."""
     try:
-        code = compile(path.read_bytes(), str(path), "exec")
+        return compile(path.read_bytes(), str(path), "exec")
     except (SyntaxError, ValueError) as e:
         line = f" at line {e.lineno}" if getattr(e, "lineno", None) else ""
         raise Rejected("syntax_error", f"syntax error{line}: {getattr(e, 'msg', e)}") from None
+
+
+def load_submission(path: Path, code: Any) -> Callable[..., Any]:
+    """The module as `submission`, its `unlearning` checked against the contract before any run."""
     spec = importlib.util.spec_from_file_location("submission", path)
     module = importlib.util.module_from_spec(spec)
     module.DEVICE = "cpu"  # Kaggle notebooks defined DEVICE at the top; a copied function may use it
@@ -108,7 +116,18 @@ def _rejection(e: BaseException, when: str, path: Path) -> Rejected:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
     where = f" at line {frames[-1].lineno} of the submission" if frames else ""
     text = str(e).splitlines()[0][:300] if str(e) else ""
-    return Rejected("raised", f"the submission raised {type(e).__name__}{': ' + text if text else ''}{where} {when}", tb)
+    hint = BATCH_HINT if frames and _unpacked_a_batch(e) else ""
+    return Rejected("raised", f"the submission raised {type(e).__name__}{': ' + text if text else ''}{where} {when}{hint}", tb)
+
+
+BATCH_HINT = ("; batches are dicts with `image` and `age_group` (also `age`, `person_id`, `image_id`), not (inputs, targets) "
+              "tuples: write `x, y = batch['image'], batch['age_group']` (see submissions/README.md)")
+
+
+def _unpacked_a_batch(e: BaseException) -> bool:
+    """`for x, y in loader` over dict batches: too many keys to unpack, or the keys (str) used as tensors."""
+    text = str(e)
+    return (isinstance(e, ValueError) and "values to unpack" in text) or (isinstance(e, AttributeError) and text.startswith("'str' object"))
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -177,13 +196,14 @@ class Runner:
         net = copy.deepcopy(self.original)
         args = loaders(self.parts, self.batch_size, seed)
         torch.set_grad_enabled(True)
-        write_json(self.outputs / f"{name}.start", {"seed": seed})  # the budget runs from here
+        write_json(self.outputs / f"{name}.start", {"seed": seed})  # the scorer charges the run from here
         t1 = time.perf_counter()
         try:
             returned = self.unlearning(net, *args)
         except BaseException as e:  # noqa: BLE001 - the participant's fault, whatever it is
             raise _rejection(e, f"in run {index}", self.source) from None
         t2 = time.perf_counter()
+        write_json(self.outputs / f"{name}.end", {})  # ... to here
         self.save(returned, net, index)
         t3 = time.perf_counter()
         check_leftovers(index)
@@ -231,11 +251,7 @@ def check_leftovers(index: int, grace: float = 2.0) -> None:
 def leftover_processes() -> list[tuple[int, str]]:
     """Other live processes of ours: in our own pid namespace all but its init, else our session's."""
     me, own_ns, sid = os.getpid(), os.environ.get(PIDNS_ENV) == "1", os.getsid(0)
-    return [
-        (pid, comm)
-        for pid, state, _, session, comm in processes()
-        if pid != me and state != "Z" and (pid != 1 if own_ns else session == sid)
-    ]
+    return [(p.pid, p.comm) for p in processes() if p.pid != me and p.state != "Z" and (p.pid != 1 if own_ns else p.session == sid)]
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -243,8 +259,7 @@ def ingest(inputs: Path, outputs: Path) -> None:
     spec = json.loads((inputs / "spec.json").read_text())
     stamps = {"started": time.time()}
     source = inputs / spec["submission"]
-    unlearning = load_submission(source)
-    stamps["submission_loaded"] = time.time()
+    code = compile_submission(source)
     import torch
 
     from challenge.net import load_net
@@ -253,10 +268,24 @@ def ingest(inputs: Path, outputs: Path) -> None:
     original, _, _ = load_net(inputs / "original.pt")
     parts = load_parts(inputs / "data.pt")
     stamps["inputs_loaded"] = time.time()
+    plan = spec.get("calibration")
+    price = calibrate(original, parts["retain"], int(spec["batch_size"]), plan) if plan else {"clock": "cpu", "skipped": True}
+    hand_over(outputs / CALIBRATION_FILE, price, float(spec.get("handshake_seconds", 60)))
+    stamps["calibrated"] = time.time()
+    unlearning = load_submission(source, code)
+    stamps["submission_loaded"] = time.time()
     write_json(outputs / "ready.json", stamps)
     runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs)
     for index, seed in spec["runs"]:
         runner.run(int(index), int(seed))
+
+
+def hand_over(path: Path, price: dict[str, Any], timeout: float) -> None:
+    """Write the price and wait for the scorer to take it: after that nothing here can change it."""
+    write_json(path, price)
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,4 +302,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every output is already written and closed; tearing down an interpreter that holds torch costs
+    # about a CPU second here, which the meter would charge to the participant.
+    os._exit(code)

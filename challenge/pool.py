@@ -9,12 +9,12 @@ pool, be killed at any point, and resume without training a seed twice.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import os
 import socket
-import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -31,26 +31,49 @@ from challenge.data.datamodule import FaceDataModule
 from challenge.errors import ChallengeError
 from challenge.metric import logit_scaled_confidence
 from challenge.net import NetSpec, predict_logits, save_net
+from challenge.parallel import run_parallel
 from challenge.training import evaluate, fit, quiet_lightning, set_threads
 
-# Fields that change how fast, not what, a model learns: left out of the fingerprint.
-_NOT_OUTPUT = {"num_workers", "eval_batch_size", "cache_dir"}
-_TRAINER_KEYS = ("max_epochs", "max_steps", "precision", "accumulate_grad_batches", "gradient_clip_val", "deterministic")
+# The only keys left out of the fingerprint: they cannot change a trained model's bits. Everything
+# else of data/model/trainer is in, so a changed recipe never silently reuses a pool trained otherwise.
+NOT_OUTPUT = {
+    "data": {"num_workers": "loader processes yield the same batches in the same order", "cache_dir": "where the data is kept, not what it is"},
+    "trainer": {
+        "enable_progress_bar": "display", "enable_model_summary": "display", "log_every_n_steps": "logging",
+        "default_root_dir": "where logs go", "enable_checkpointing": "the kit saves nets itself",
+        "num_sanity_val_steps": "the pool trains without validation", "accelerator": "replaced by the device type it resolves to",
+    },
+}
 
 
 def fingerprint_config(cfg: DictConfig, dm: FaceDataModule) -> dict[str, Any]:
-    """Everything that changes the pool's outputs: data content, split, model, recipe, kit version."""
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _NOT_OUTPUT}
+    """Everything that changes the pool's bits: data content, split, model, recipe, device, threads, versions."""
+    def kept(group: str) -> dict[str, Any]:
+        return {k: v for k, v in OmegaConf.to_container(cfg[group], resolve=True).items() if k not in NOT_OUTPUT.get(group, {})}
+
+    data = kept("data")
     data["source"] = dm.data_dir.name  # type + fields + folder content, as the data cache keys it
-    trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     return {
         "data": data,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "trainer": trainer,
+        "trainer": kept("trainer"),
+        "device": device_type(cfg),
+        "threads": int(cfg.pool.threads),  # the thread count changes a CPU model's bits
         "original_seed": int(cfg.seed),
         "first_seed": int(cfg.pool.first_seed),
         "kit_version": challenge.__version__,
+        "torch_version": torch.__version__,
     }
+
+
+def device_type(cfg: DictConfig) -> str:
+    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator not in ("auto", "gpu"):
+        return accelerator
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if accelerator == "auto" and torch.backends.mps.is_available() else "cpu"
 
 
 def fingerprint(config: dict[str, Any]) -> str:
@@ -207,96 +230,101 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
 
 # -- claims ------------------------------------------------------------------------------------
 class Claim:
-    """An exclusive, expiring right to build one item (a seed or the original model).
+    """An exclusive right to build one item (a seed or the original model): a lease on a file.
 
-    Created with O_EXCL, so two processes can never both hold it; refreshed by a heartbeat
-    thread, so a claim whose owner died (kill -9, a lost SLURM node) goes stale and is taken over.
+    The right is an flock on the claim file, not the file's existence, because only a lock is
+    released by the kernel when its owner dies (kill -9, OOM, a lost SLURM node on NFSv4, whose
+    server drops the node's locks when its lease runs out). So no process ever judges a claim stale
+    and deletes it: a dead owner's file is taken over by whichever process next gets its lock, and
+    a file is unlinked only by the process holding its lock.
+
+    On NFS, Linux emulates flock with POSIX locks, which belong to the process and which closing any
+    fd on the file drops: hold one Claim per item per process, and do not open the claim file
+    elsewhere while holding it.
     """
 
-    def __init__(self, path: Path, stale_after: float):
-        self.path, self.stale_after = path, stale_after
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
+        """False while a live process holds the claim; never blocks."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this Claim")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self._is_stale():
-            self.path.unlink(missing_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            # Between our open and our lock its previous owner may have released it, unlinking the
+            # file: our lock is then on a name-less inode that the next process would not see.
+            if self._names(fd):
+                break
+            os.close(fd)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, f)
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
-        self._beat.start()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         return True
 
     def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        self.path.unlink(missing_ok=True)
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(min(30.0, self.stale_after / 3)):
-            try:
-                os.utime(self.path)
-            except FileNotFoundError:
-                return
-
-    def _is_stale(self) -> bool:
-        """Dead owner on this host, or no heartbeat for `stale_after` seconds (owner elsewhere)."""
+        """Unlink while still locked: once unlocked, the file at the path may already be a new owner's."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
         try:
-            owner = json.loads(self.path.read_text())
-            age = time.time() - self.path.stat().st_mtime
-        except (OSError, ValueError):
-            return True  # unreadable: the owner died between create and write
-        if owner.get("host") == socket.gethostname():
-            return not _pid_alive(int(owner["pid"]))
-        return age > self.stale_after
+            if self._names(fd):
+                os.unlink(self.path)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _names(self, fd: int) -> bool:
+        """Whether our path still names the file open as `fd`."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claims(pool: Pool, n: int, stale_after: float) -> Iterator[int]:
+def claims(pool: Pool, n: int) -> Iterator[int]:
     """Seeds this process should train now: missing, valid-less, and claimed by nobody alive."""
     for seed in pool.seeds(n):
         if read_entry(pool.entry_path(seed)) is not None:
             continue
-        claim = Claim(pool.claim_path(f"seed-{seed:06d}"), stale_after)
-        if not claim.acquire():
-            continue
-        try:
-            if read_entry(pool.entry_path(seed)) is None:  # another process may have just finished it
+        with Claim(pool.claim_path(f"seed-{seed:06d}")) as held:
+            if held and read_entry(pool.entry_path(seed)) is None:  # another process may have just finished it
                 yield seed
-        finally:
-            claim.release()
 
 
 # -- building ----------------------------------------------------------------------------------
-def build_original(pool: Pool, cfg: DictConfig, dm: FaceDataModule, stale_after: float) -> None:
+def build_original(pool: Pool, cfg: DictConfig, dm: FaceDataModule) -> None:
     """The original model, trained once on all training images, stored beside the pool."""
     while not pool.original_path.exists():
-        claim = Claim(pool.claim_path("original"), stale_after)
-        if not claim.acquire():
-            time.sleep(1.0)  # another process is training it; the pool needs it before scoring anyway
-            continue
-        try:
+        with Claim(pool.claim_path("original")) as held:
+            if not held:
+                time.sleep(1.0)  # another process is training it; the pool needs it before scoring anyway
+                continue
             if not pool.original_path.exists():
                 model, seconds = fit(cfg, dm, "train", int(cfg.seed), validate=False)
                 metrics = {"seconds": seconds, **evaluate(model.net, dm)}
                 save_net(model.net, model.spec, dm.data_config(), pool.original_path, metrics=metrics, seed=int(cfg.seed))
-        finally:
-            claim.release()
 
 
 def train_member(pool: Pool, cfg: DictConfig, dm: FaceDataModule, seed: int) -> PoolEntry:
@@ -356,34 +384,93 @@ def summary(pool: Pool, n: int) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """`challenge pool`: train what is missing, reuse what exists; safe to run in many processes."""
-    from tqdm import tqdm
+def build(cfg: DictConfig, pool: Pool, n: int, workers: int) -> dict[str, Any]:
+    """The original and n retrained models, in `workers` processes of one thread each that claim seeds.
 
-    from challenge.tracking import finish, make_logger
+    The one pool builder of the kit (`challenge pool`, `challenge baseline`, `competition init`):
+    however the work is split, every model trains single-threaded from its seed, so the bits are
+    the same. Shard 0 trains the original first; the others start on the seeds at once.
+    """
+    todo = (0 if pool.original_path.exists() else 1) + n - len(pool.entries(n))
+    if todo == 0:
+        return {"trained": [], "original_seconds": None, "processes": 0}
+    procs = max(1, min(workers, todo))
+    print(f"pool {pool.fingerprint}: training {todo} model(s) in {procs} process(es) of {int(cfg.pool.threads)} thread(s)", flush=True)
+    if procs == 1:
+        shards = [shard(cfg, 0)]
+    else:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        shards = run_parallel(_spawned_shard, [(plain, k) for k in range(procs)], procs, progress=_progress(pool, n))
+    build_original(pool, cfg, instantiate(cfg.data))  # normally done; waits if another process still trains it
+    trained = sorted(seed for s in shards for seed in s["trained"])
+    original = next((s["original_seconds"] for s in shards if s["original_seconds"] is not None), None)
+    return {"trained": trained, "original_seconds": original, "processes": procs}
 
-    set_threads(cfg.pool.threads)
+
+def shard(cfg: DictConfig, index: int) -> dict[str, Any]:
+    """One worker: claim and train seeds until none is left (shard 0 trains the original first)."""
+    set_threads(int(cfg.pool.threads))
     quiet_lightning()
     dm: FaceDataModule = instantiate(cfg.data)
     dm.setup()
     pool = Pool.for_config(cfg, dm)
-    pool.create()
-    n, stale = int(cfg.pool.size), float(cfg.pool.claim_stale_seconds)
-    logger = make_logger(cfg, group=f"pool-{pool.fingerprint}", name=f"pool-{pool.fingerprint}-shard{cfg.pool.shard}")
-    build_original(pool, cfg, dm, stale)
-    bar = tqdm(total=n, initial=len(pool.entries(n)), desc=f"pool {pool.fingerprint}", unit="model", dynamic_ncols=True)
-    trained_here: list[int] = []
-    for seed in claims(pool, n, stale):
+    original = None
+    if index == 0 and not pool.original_path.exists():
+        t = time.perf_counter()
+        build_original(pool, cfg, dm)
+        original = time.perf_counter() - t
+    trained = []
+    for seed in claims(pool, int(cfg.pool.size)):
         entry = train_member(pool, cfg, dm, seed)
-        bar.n = len(pool.entries(n))
-        bar.set_postfix(seed=seed, forget_acc=f"{entry.forget_acc:.2f}", seconds=f"{entry.seconds:.1f}")
-        bar.refresh()
-        if logger:
-            logger.log_metrics({"seed": seed, "seconds": entry.seconds, "retain_acc": entry.retain_acc, "forget_acc": entry.forget_acc, "test_acc": entry.test_acc}, step=seed)
-        trained_here.append(seed)
-    bar.close()
-    result = summary(pool, n) | {"trained_here": trained_here, "shard": cfg.pool.shard}
+        print(f"  seed {seed}: retrained in {entry.seconds:.1f} s, forget accuracy {entry.forget_acc:.3f}", flush=True)
+        trained.append(seed)
+    return {"trained": trained, "original_seconds": original}
+
+
+def _spawned_shard(plain: dict[str, Any], index: int) -> dict[str, Any]:
+    return shard(OmegaConf.create(plain), index)
+
+
+def _progress(pool: Pool, n: int) -> Any:
+    seen = {"count": -1}
+
+    def check() -> str | None:
+        count = len(pool.entries(n))
+        if count == seen["count"]:
+            return None
+        seen["count"] = count
+        return f"  pool: {count}/{n} retrained models"
+
+    return check
+
+
+def default_workers(cfg: DictConfig) -> int:
+    """pool.workers, or: the cores when run alone, one inside a Hydra multirun (its launcher parallelises)."""
+    if cfg.pool.get("workers") is not None:
+        return int(cfg.pool.workers)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN":
+        return 1
+    return os.cpu_count() or 1
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """`challenge pool`: train what is missing, reuse what exists; safe to run in many processes."""
+    from challenge.tracking import finish, make_logger
+
+    dm: FaceDataModule = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    pool.create()
+    n = int(cfg.pool.size)
+    built = build(cfg, pool, n, default_workers(cfg))
+    result = summary(pool, n) | {"trained_here": built["trained"], "shard": cfg.pool.shard, "processes": built["processes"]}
+    logger = make_logger(cfg, group=f"pool-{pool.fingerprint}", name=f"pool-{pool.fingerprint}-shard{cfg.pool.shard}")
     if logger:
+        for entry in pool.entries(n):
+            if entry.seed in built["trained"]:
+                logger.log_metrics({"seed": entry.seed, "seconds": entry.seconds, "retain_acc": entry.retain_acc, "forget_acc": entry.forget_acc, "test_acc": entry.test_acc}, step=entry.seed)
         logger.log_hyperparams({"pool": result})
         finish(logger)
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)

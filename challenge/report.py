@@ -5,7 +5,8 @@ The single renderer for every leaderboard of the kit (`challenge baseline`, the 
 plain dict:
 
   name, status, final_score, forget_quality, f_ci ([lo, hi] or None), retain_ratio, test_ratio,
-  seconds_per_run, budget_seconds (None: exempt from the budget)
+  seconds_per_run (mean charged cost, in the budget's clock), budget_seconds (None: exempt from the budget),
+  budget_used (the runs' cost as a fraction of what the budget allows them in all)
   optional: team, submitted (text), overlap (True: this row's CI for F overlaps the next row's)
 
 Numbers are None for a row that was not scored. `results` (name -> a scorer result.json) feed
@@ -34,17 +35,18 @@ def row_from_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """A row from a scorer result (result.json); a rejected submission keeps its status, no numbers."""
     row: dict[str, Any] = {"name": name, "status": result.get("status", "missing"), "message": result.get("message", "")}
     score = result.get("score") or {}
-    timing = result.get("timing") or {}
+    budget = result.get("budget") or {}
     settings = result.get("settings") or {}
-    seconds = timing.get("run_seconds") or []
+    costs = budget.get("run_cost") or []
     row |= {
         "final_score": score.get("final_score"),
         "forget_quality": score.get("forget_quality"),
         "f_ci": score.get("forget_quality_ci"),
         "retain_ratio": score.get("retain_ratio"),
         "test_ratio": score.get("test_ratio"),
-        "seconds_per_run": float(np.mean(seconds)) if seconds else None,
-        "budget_seconds": None if settings.get("budget_exempt") else timing.get("budget_seconds", settings.get("budget_seconds")),
+        "seconds_per_run": float(np.mean(costs)) if costs else None,
+        "budget_seconds": None if settings.get("budget_exempt") else budget.get("per_run"),
+        "budget_used": budget["used_budgets"] / len(costs) if costs else None,
     }
     return row
 
@@ -80,7 +82,10 @@ def _seconds_text(row: dict[str, Any]) -> str:
     s, budget = row.get("seconds_per_run"), row.get("budget_seconds")
     if s is None:
         return "—"
-    return f"{s:.2f} (exempt)" if budget is None else f"{s:.2f} / {budget:.2f}"
+    if budget is None:
+        return f"{s:.2f} (exempt)"
+    used = row.get("budget_used")
+    return f"{s:.2f} / {budget:.2f}" + (f" ({used:.0%})" if used is not None else "")
 
 
 def _cells(i: int, row: dict[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ and scratch writable), with fresh pid, network, IPC and UTS namespaces and no ca
 bubblewrap is missing or refused, the child is a plain process and `Protections` says so, so that
 the scorer can print it. Resource limits, the capped logs and the kill of the whole process group
 work either way. This module knows nothing about scoring: what to run and when to stop it is the
-caller's business (`watchdog`).
+caller's business (`watchdog`), which gets the child's `ProcessTree` to read its CPU time from.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, NamedTuple
 
 import challenge
 from challenge.errors import ChallengeError
@@ -37,6 +37,9 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group", "hosts", "fonts")
 _NAMESPACES = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
 _PR_SET_PDEATHSIG = 1
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Kaggle notebooks of 2023 wrote scratch files here; inside bubblewrap both are folders of the scratch.
+KAGGLE_SCRATCH = {"/kaggle/working": ".kaggle/working", "/kaggle/tmp": ".kaggle/tmp"}
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,8 @@ class Sandbox:
         file_size = f"RLIMIT_FSIZE {fs} MB per file" if fs else "unlimited"
         if self.bwrap:
             return Protections(
-                "bubblewrap", "mount namespace: sees only the interpreter, the challenge package, its inputs (read-only), outputs and scratch",
+                "bubblewrap", "mount namespace: sees only the interpreter, the challenge package, its inputs (read-only), outputs and scratch "
+                "(also at /kaggle/working and /kaggle/tmp)",
                 "none (empty network namespace)", "own pid namespace, no capabilities, killed as a group", memory, file_size,
             )
         network = "none (empty network namespace via unshare)" if self.net_prefix else "open (unshare unavailable)"
@@ -227,6 +231,9 @@ class Sandbox:
         binds: list[str] = []
         for path in _python_dirs():
             binds += ["--ro-bind", path, path]
+        for inside, rel in KAGGLE_SCRATCH.items():
+            (self.scratch / rel).mkdir(parents=True, exist_ok=True)
+            binds += ["--bind", str(self.scratch / rel), inside]
         # The private /tmp comes first: a later mount would hide a venv or checkout that lives under /tmp.
         return [
             "bwrap", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", *_system_binds(), *binds,
@@ -242,13 +249,19 @@ class Sandbox:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": "/tmp" if self.bwrap else home,
             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0",
+            # The child imports the very `challenge` the parent runs (a checkout, a wheel, a bundle's copy).
+            "PYTHONPATH": str(Path(challenge.__file__).resolve().parent.parent),
         }
         if self.bwrap:
             env[PIDNS_ENV] = "1"
         return env
 
-    def run(self, argv: list[str], stdout: Path, stderr: Path, watchdog: Callable[[], str | None], poll: float = 0.05) -> Outcome:
-        """Run to the end or until `watchdog` names a reason to stop; then nothing of the child survives."""
+    def run(self, argv: list[str], stdout: Path, stderr: Path, watchdog: Callable[["ProcessTree"], str | None], poll: float = 0.05) -> Outcome:
+        """Run to the end or until `watchdog` names a reason to stop; then nothing of the child survives.
+
+        The watchdog is polled with the child's process tree, so that a budget can be charged in
+        CPU seconds that the child's own code cannot forge and other processes' load does not inflate.
+        """
         cgroup = MemoryCgroup(self.cgroup_parent, self.limits.memory_mb) if self.cgroup_parent and self.limits.memory_mb else None
         start = time.monotonic()
         proc = subprocess.Popen(
@@ -256,11 +269,12 @@ class Sandbox:
             env=self.env(), cwd=self.scratch, start_new_session=True, preexec_fn=_preexec(self.limits, cgroup),
         )
         logs = {name: _CappedLog(pipe, path, self.limits.log_cap_bytes) for name, pipe, path in (("stdout", proc.stdout, stdout), ("stderr", proc.stderr, stderr))}
+        tree = ProcessTree(proc.pid)
         stopped = flooded = None
         try:
             while proc.poll() is None:
                 flooded = next((name for name, log in logs.items() if log.flooded), None)
-                stopped = None if flooded else watchdog()
+                stopped = None if flooded else watchdog(tree)
                 if flooded or stopped:
                     _kill_group(proc.pid)
                     break
@@ -358,25 +372,69 @@ def _kill_group(pgid: int) -> None:
 def _kill_session(sid: int) -> list[str]:
     """Kill what the child left in its session or process group; name what was still running."""
     found = []
-    for pid, state, pgrp, session, comm in processes():
-        if sid in (pgrp, session) and pid != os.getpid():
-            if state != "Z":
-                found.append(f"{comm} (pid {pid})")
+    for p in processes():
+        if sid in (p.pgrp, p.session) and p.pid != os.getpid():
+            if p.state != "Z":
+                found.append(f"{p.comm} (pid {p.pid})")
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
     return found
 
 
-def processes() -> list[tuple[int, str, int, int, str]]:
-    """(pid, state, process group, session, command name) of every process we can see."""
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-        out.append((int(entry.name), fields[0], int(fields[2]), int(fields[3]), comm))
-    return out
+class Proc(NamedTuple):
+    pid: int
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    comm: str
+    cpu_ticks: int  # user + system time of the process and of its waited-for children
+
+
+def _read_proc(entry: Path) -> Proc | None:
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return None
+    comm, f = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+    return Proc(int(entry.name), f[0], int(f[1]), int(f[2]), int(f[3]), comm, sum(int(x) for x in f[11:15]))
+
+
+def processes() -> list[Proc]:
+    """Every process we can see, from /proc."""
+    return [p for entry in Path("/proc").glob("[0-9]*") if (p := _read_proc(entry)) is not None]
+
+
+class ProcessTree:
+    """CPU seconds used so far by a process and every process it started, read by the parent.
+
+    A descendant's time reaches its parent's counters when it is reaped, so summing the live tree
+    loses nothing that the tree waited for; the total is kept monotone across that hand-over.
+    The full /proc scan that finds new descendants runs every `rescan` seconds; in between only
+    the known processes are read, which keeps a 20 Hz watchdog cheap on a busy host.
+    """
+
+    def __init__(self, root: int, rescan: float = 0.5):
+        self.root, self.rescan = root, rescan
+        self.known: set[int] = {root}
+        self.scanned, self.used = -float("inf"), 0.0
+
+    def cpu_seconds(self) -> float:
+        if time.monotonic() - self.scanned >= self.rescan:
+            self._scan()
+        ticks = sum(p.cpu_ticks for pid in self.known if (p := _read_proc(Path(f"/proc/{pid}"))) is not None)
+        self.used = max(self.used, ticks / _CLK_TCK)
+        return self.used
+
+    def _scan(self) -> None:
+        children: dict[int, list[int]] = {}
+        for p in processes():
+            children.setdefault(p.ppid, []).append(p.pid)
+        tree, todo = set(), [self.root]
+        while todo:
+            pid = todo.pop()
+            tree.add(pid)
+            todo += [c for c in children.get(pid, []) if c not in tree]
+        self.known, self.scanned = tree, time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from typing import Any
@@ -69,26 +68,7 @@ def majority_rate(dm: FaceDataModule, part: str = "test") -> float:
     return float((groups == top).float().mean())
 
 
-def set_threads(threads: int | None) -> int:
-    """Give each process its share of the cores, so parallel pool workers don't oversubscribe them.
-
-    With `threads=None` the share follows the launcher: joblib's n_jobs processes split the cores.
-    """
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // _concurrent_jobs())
+def set_threads(threads: int) -> int:
+    """A fixed torch thread count: a model's bits depend on it, so it is a setting, never derived from the machine."""
     torch.set_num_threads(int(threads))
     return int(threads)
-
-
-def _concurrent_jobs() -> int:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return 1
-    hc = HydraConfig.get()
-    if hc.mode is None or hc.mode.name != "MULTIRUN":
-        return 1
-    n_jobs = hc.launcher.get("n_jobs")
-    if n_jobs is None:
-        return 1
-    return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)

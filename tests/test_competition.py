@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -278,7 +280,7 @@ def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
     examples = {"image_id": [0, 1], "person_id": [7, 7], "epsilon": [0.4, 1.2], "unlearned_confidence": [0.1, 0.2], "retrained_confidence": [0.1, 0.3]}
     return {"status": "scored", "message": f"final score {final:.4f}", "score": score, "examples": examples,
             "runs": [{"index": i, "seed": i, "retain_acc": 0.5, "forget_acc": 0.2, "test_acc": 0.4, "mia": 0.5} for i in range(3)],
-            "timing": {"run_seconds": [1.0, 1.2, 1.1], "budget_seconds": 5.0}}
+            "budget": {"run_cost": [1.0, 1.2, 1.1], "per_run": 5.0, "used_budgets": 0.66}}
 
 
 def stored_competition(root: Path) -> list[str]:
@@ -357,10 +359,12 @@ def test_leaderboard_logs_a_wandb_table_offline(tmp_path: Path) -> None:
 
 
 # -- Codabench bundle ----------------------------------------------------------------------------------
+# A priced budget, ten times the tiny recipe's retrain (3 steps): one epoch of fine-tuning fits, a loop does not.
+BUNDLE = [*TINY, "scorer.n_bootstrap=20", "scorer.budget_fraction=10"]
 @pytest.fixture(scope="module")
 def bundle(pools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "demo.zip"
-    r = run_cli("competition", "bundle", "--out", str(out), *TINY, "scorer.n_bootstrap=20", f"competition.bundle.sample_submission={SUBMISSIONS / 'do_nothing.py'}")
+    r = run_cli("competition", "bundle", "--out", str(out), *BUNDLE, f"competition.bundle.sample_submission={SUBMISSIONS / 'do_nothing.py'}")
     assert r.returncode == 0, r.stderr
     assert "passes the v2 unpacker's checks" in r.stdout
     return out
@@ -423,18 +427,43 @@ def test_bundle_validation_names_what_codabench_would_refuse(bundle: Path, tmp_p
     assert problem in str(e.value)
 
 
-def test_bundle_programs_score_the_sample_and_reject_a_broken_file(bundle: Path, tmp_path: Path) -> None:
-    with zipfile.ZipFile(bundle) as z:
-        z.extractall(tmp_path / "b", [n for n in z.namelist() if n.startswith("sample_submission/")])
-    scores = try_task(bundle, 0, tmp_path / "b" / "sample_submission", tmp_path / "ok")
-    assert list(scores) == [k for k, _, _ in COLUMNS]
-    assert all(isinstance(v, float) for v in scores.values()) and 0 <= scores["final_score"] <= 1
-    assert not list((tmp_path / "ok" / "task-0" / "input" / "res").rglob("reference*"))  # the ingestion saw no reference data
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "mine.py").write_bytes((SUBMISSIONS / "syntax_error.py").read_bytes())
-    with pytest.raises(ChallengeError, match="ingestion_program exited with status 1: rejected \\(syntax_error\\)"):
-        try_task(bundle, 1, bad, tmp_path / "bad_run")
+# One legit file and four hostile ones; a timeout's numbers are measured, so only its status must agree.
+BOTH_WAYS = ["kaggle_inplace.py", "syntax_error.py", "raises.py", "wrong_architecture.py", "infinite_loop.py"]
+
+
+def test_local_scorer_and_codabench_programs_give_the_same_verdicts_and_numbers(bundle: Path, tmp_path: Path) -> None:
+    """Each file through `challenge score` and through the bundle's two programs (all side by side)."""
+    from challenge.competition.phases import phase_config, phases
+    from challenge.score import score_submission
+
+    cfg = compose_config("competition", [*BUNDLE, f"competition.root={tmp_path}"], tmp_path / "local")
+    public = phase_config(cfg, phases(cfg)[0])
+
+    def codabench(name: str) -> tuple[dict | None, re.Match | None]:
+        folder = tmp_path / "zip" / name
+        folder.mkdir(parents=True)
+        (folder / "submission.py").write_bytes((SUBMISSIONS / name).read_bytes())
+        try:
+            return try_task(bundle, 0, folder, tmp_path / "codabench" / name), None
+        except ChallengeError as e:
+            return None, re.search(r"scoring_program exited with status 1: rejected \((\w+)\): (.*?)(?: \((?:traceback in|see) |\(log:|$)", str(e))
+
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        locals_ = list(ex.map(lambda n: score_submission(public, SUBMISSIONS / n, tmp_path / "local" / n), BOTH_WAYS))
+        remotes = list(ex.map(codabench, BOTH_WAYS))
+    assert [r["status"] for r in locals_] == ["scored", "syntax_error", "raised", "wrong_architecture", "timeout"]
+    for name, local, (scores, verdict) in zip(BOTH_WAYS, locals_, remotes):
+        if local["status"] == "scored":
+            assert verdict is None and list(scores) == [k for k, _, _ in COLUMNS], name
+            sc = local["score"]
+            assert (scores["final_score"], scores["forget_quality"], scores["retain_ratio"], scores["test_ratio"]) == (
+                sc["final_score"], sc["forget_quality"], sc["retain_ratio"], sc["test_ratio"]), name
+            assert [scores["f_ci_low"], scores["f_ci_high"]] == sc["forget_quality_ci"], name
+            assert not list((tmp_path / "codabench" / name / "task-0" / "input" / "res").rglob("reference*"))  # the ingestion saw no reference data
+        else:
+            assert verdict is not None and verdict[1] == local["status"], (name, local["message"], verdict)
+            if local["status"] != "timeout":
+                assert local["message"].startswith(verdict[2].strip()), (name, local["message"], verdict[2])
 
 
 def test_cli_flags_and_overrides_mix(tmp_path: Path) -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from challenge.errors import ChallengeError
-from challenge.pool import Claim, Pool, read_entry
+from challenge.pool import Pool, read_entry
 from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
 
 POOL_TINY = [*TINY, "data.source.n_identities=40", "data.source.images_per_identity=5"]
@@ -92,24 +92,16 @@ def test_pool_of_another_configuration_is_refused_naming_the_difference(tmp_path
         other.require(1)
 
 
-def test_fingerprint_ignores_speed_settings_and_tracks_the_recipe(tmp_path: Path) -> None:
+def test_fingerprint_covers_every_key_but_the_documented_few(tmp_path: Path) -> None:
     base = _pool(tmp_path, POOL_TINY).fingerprint
-    assert _pool(tmp_path, [*POOL_TINY, "data.num_workers=2", "data.eval_batch_size=64", "pool.size=99"]).fingerprint == base
-    for change in ("trainer.max_epochs=2", "data.split.seed=1", "data.source.seed=1", "model.net.name=resnet10t", "seed=3"):
+    harmless = ["data.num_workers=2", "pool.size=99", "pool.workers=7", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=3",
+                "trainer.enable_model_summary=true"]
+    assert _pool(tmp_path, [*POOL_TINY, *harmless]).fingerprint == base
+    changes = ["trainer.max_epochs=2", "data.split.seed=1", "data.source.seed=1", "model.net.name=resnet10t", "seed=3",
+               "+trainer.limit_train_batches=0.5", "+trainer.max_time=00:00:01:00", "trainer.precision=bf16-mixed",
+               "trainer.deterministic=false", "+trainer.gradient_clip_val=1.0", "pool.threads=2", "data.eval_batch_size=64"]
+    for change in changes:
         assert _pool(tmp_path, [*POOL_TINY, change]).fingerprint != base, change
-
-
-def test_a_claim_is_exclusive_until_its_owner_dies(tmp_path: Path) -> None:
-    first, second = Claim(tmp_path / "x.claim", 600), Claim(tmp_path / "x.claim", 600)
-    assert first.acquire()
-    assert not second.acquire()
-    first.release()
-    assert second.acquire()
-    second.release()
-    proc = subprocess.Popen(["sleep", "0"])
-    proc.wait()  # its pid now names no live process
-    (tmp_path / "y.claim").write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid, "time": 0}))
-    assert Claim(tmp_path / "y.claim", 600).acquire()  # stale: its owner is gone
 
 
 def test_a_damaged_entry_is_not_counted(tmp_path: Path) -> None:
@@ -124,3 +116,22 @@ def test_a_damaged_entry_is_not_counted(tmp_path: Path) -> None:
     path = pool.entry_path(1001)
     path.write_bytes(path.read_bytes()[:-20])
     assert [e.seed for e in pool.entries(2)] == [1000]
+
+
+def test_the_same_seed_has_the_same_bits_however_the_pool_is_built(tmp_path: Path) -> None:
+    """`challenge pool` alone (its own worker processes) and a joblib multirun of two shards, into
+    separate caches: seed 1000's entry is bit-identical, because every model trains single-threaded."""
+    alone, sweep = tmp_path / "alone", tmp_path / "sweep"
+    r = run_cli("pool", *POOL_TINY, "pool.size=1", f"hydra.run.dir={tmp_path}/run", env={"CHALLENGE_CACHE_DIR": str(alone)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "run" / "pool.json").read_text())["processes"] == 2  # the original and seed 1000 side by side
+    r = run_cli("pool", "-m", *POOL_TINY, "pool.size=2", "pool.shard=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                f"hydra.sweep.dir={tmp_path}/multirun", env={"CHALLENGE_CACHE_DIR": str(sweep)})
+    assert r.returncode == 0, r.stderr
+    a, b = (next((cache / "pools").glob("*/models/seed-001000.npz")) for cache in (alone, sweep))
+    assert a.parent.parent.name == b.parent.parent.name  # one fingerprint
+    first, second = read_entry(a), read_entry(b)
+    assert first.confidences.tobytes() == second.confidences.tobytes()  # bit for bit (only the seconds differ)
+    assert (first.retain_acc, first.forget_acc, first.test_acc) == (second.retain_acc, second.forget_acc, second.test_acc)
+    originals = [torch.load(cache / "pools" / a.parent.parent.name / "original.pt", weights_only=True)["state_dict"] for cache in (alone, sweep)]
+    assert all(torch.equal(originals[0][k], originals[1][k]) for k in originals[0])

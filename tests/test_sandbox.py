@@ -27,7 +27,7 @@ def make_box(tmp_path: Path, isolation: str, limits: Limits | None = None) -> Sa
     return Sandbox(*dirs, limits or Limits(), isolation)
 
 
-def run_script(box: Sandbox, code: str, watchdog=lambda: None) -> tuple[Outcome, str, str]:
+def run_script(box: Sandbox, code: str, watchdog=lambda tree: None) -> tuple[Outcome, str, str]:
     """Run `code` as the child; return how it ended and its stdout and stderr."""
     script = box.inputs / "script.py"
     script.write_text(textwrap.dedent(code))
@@ -111,7 +111,7 @@ def test_watchdog_kills_the_whole_process_group(tmp_path: Path, isolation: str) 
         import subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{token}"])
         time.sleep(600)
-    """, watchdog=lambda: "over budget" if time.monotonic() > deadline else None)
+    """, watchdog=lambda tree: "over budget" if time.monotonic() > deadline else None)
     assert outcome.stopped == "over budget"
     assert outcome.seconds < 30
     assert running(token) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,20 +23,28 @@ import pytest
 from challenge.errors import ChallengeError
 from challenge.pool import write_stand_in
 from challenge.pool import run as build_pool
-from challenge.score import score_submission
+from challenge.score import format_result, score_submission
 from tests.conftest import CHALLENGE, compose_config, run_cli
 
 TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "logger=none"]
 SYNTHETIC = [*TINY, "seed=123"]  # the synthetic pool's own fingerprint, apart from a trained one
 SCORE = [*SYNTHETIC, "scorer.budget_seconds=120", "scorer.n_bootstrap=20"]
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+TEMPLATE = SUBMISSIONS.parent.parent / "submissions" / "template.py"
 # Submissions that must run to be judged: file name -> (overrides, expected status, words of the message)
 RUNTIME = {
     "raises.py": ([], "raised", "ZeroDivisionError: division by zero at line 6 of the submission in run 0"),
     "returns_not_model.py": ([], "not_a_model", "run 0: unlearning returned OrderedDict, not a torch.nn.Module"),
     "wrong_architecture.py": ([], "wrong_architecture", "does not fit test_resnet: 92 missing tensors (e.g. conv1.0.weight), 2 unexpected (e.g. 1.weight)"),
     "nan_outputs.py": ([], "non_finite", "contain NaN or infinity"),
-    "sleeps.py": (["scorer.budget_seconds=2"], "timeout", "run 0 took longer than its budget of 2.0 s"),
+    "sleeps.py": (["scorer.budget_seconds=1", "scorer.wall_slack=1"], "timeout", "of wall-clock time using only 0.0 s of CPU: a run may wait"),
+    "infinite_loop.py": (["scorer.budget_seconds=0.5"], "timeout", "was stopped"),
+    "twice_the_budget.py": (["scorer.budget_seconds=0.5"], "timeout", "finished run(s) cost"),
+    # Priced budgets: the tiny recipe's retrain is 3 steps (about 0.1 CPU s); the template's one epoch costs as much.
+    "busy_thread_at_import.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=5"], "timeout", "budgets"),
+    "template.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=10"], "scored", "final score"),
+    "tuple_batches.py": ([], "raised", "batches are dicts with `image` and `age_group`"),
+    "kaggle_paths.py": ([], "scored", "final score"),
     "eats_memory.py": (["scorer.memory_mb=3072"], "memory", "ran out of memory in run 0"),
     "exits.py": ([], "crashed", "exited with status 0 during run 0"),
     "segfaults.py": ([], "crashed", "was killed by SIGSEGV during run 0"),
@@ -73,7 +82,8 @@ def runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("runtime")
 
     def one(name: str) -> dict:
-        return score(root / name, SUBMISSIONS / name, *RUNTIME[name][0])
+        path = SUBMISSIONS / name if (SUBMISSIONS / name).exists() else TEMPLATE
+        return score(root / name, path, *RUNTIME[name][0])
 
     with ThreadPoolExecutor(max_workers=len(RUNTIME)) as pool:
         return dict(zip(RUNTIME, pool.map(one, RUNTIME)))
@@ -87,6 +97,41 @@ def test_runtime_verdicts(runtime_results: dict[str, dict], name: str) -> None:
     assert "\n" not in result["message"]
     on_disk = json.loads(Path(result["logs"]["stdout"]).with_name("result.json").read_text())
     assert on_disk["status"] == status
+
+
+def test_an_infinite_loop_is_stopped_within_three_budgets(runtime_results: dict[str, dict]) -> None:
+    message = runtime_results["infinite_loop.py"]["message"]
+    used = re.search(r"used (\d+\.\d) budgets by run 0|stopped after (\d+\.\d) s, over the cap of 3 × its budget of 0.50 s", message)
+    assert used, message
+    budgets = float(used[1]) if used[1] else float(used[2]) / 0.5
+    assert 2.5 <= budgets <= 3.3, message  # stopped at the cap, not left to run
+
+
+def test_twice_the_budget_is_rejected_saying_by_how_much(runtime_results: dict[str, dict]) -> None:
+    message = runtime_results["twice_the_budget.py"]["message"]
+    ratio = re.search(r"run\(s\) cost (\d\.\d\d) × the budget on average", message)
+    assert ratio and 1.7 <= float(ratio[1]) <= 2.4, message
+
+
+def test_a_thread_started_at_import_cannot_inflate_the_price_of_a_retrain(runtime_results: dict[str, dict]) -> None:
+    """Priced before the import: the busy thread's file gets the template's price, and pays for its thread."""
+    busy, template = (runtime_results[n] for n in ("busy_thread_at_import.py", "template.py"))
+    ratio = busy["budget"]["calibration"]["per_step_seconds"] / template["budget"]["calibration"]["per_step_seconds"]
+    assert 0.67 <= ratio <= 1.5, ratio
+    assert busy["status"] == "timeout" and "budgets" in busy["message"]
+
+
+def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runtime_results: dict[str, dict]) -> None:
+    r = runtime_results["template.py"]
+    b, cal = r["budget"], r["budget"]["calibration"]
+    assert cal["steps_per_retrain"] == 3 and cal["clock"] == "cpu"  # 1 epoch of 150-odd retain images in batches of 64
+    assert b["retrain_seconds"] == pytest.approx(cal["per_step_seconds"] * 3)
+    assert b["per_run"] == pytest.approx(10 * b["retrain_seconds"]) and "10 × retraining's cost" in b["rule"]
+    assert len(b["run_cost"]) == 3 and b["run_fraction"] == pytest.approx([c / b["per_run"] for c in b["run_cost"]])
+    assert [run["cost_fraction"] for run in r["runs"]] == b["run_fraction"]
+    assert b["used_budgets"] < 3
+    text = format_result(r)
+    assert "budget per run" in text and "retrain, calibrated" in text and "per run (% of budget)" in text
 
 
 def test_raised_traceback_is_in_the_log(runtime_results: dict[str, dict]) -> None:
@@ -130,6 +175,15 @@ def test_cli_prints_a_verdict_line_and_exits_1(tiny_pool: None, tmp_path: Path) 
     assert r.returncode == 1
     assert r.stderr.splitlines()[-2].startswith("rejected (no_function): the file defines no `unlearning` function")
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "no_function"
+
+
+def test_limits_too_tight_for_the_kit_itself_are_the_organisers_error(tiny_pool: None, tmp_path: Path) -> None:
+    """No participant code has run when the child cannot even start: one line, exit 2, no verdict stored."""
+    r = run_cli("score", str(TEMPLATE), *SCORE, "scorer.memory_mb=1", "scorer.fresh=true", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: the scoring child failed before running any participant code"), r.stderr
+    assert "scorer.memory_mb=1 is too small for the kit itself" in r.stderr
+    assert not (tmp_path / "result.json").exists()
 
 
 @pytest.mark.slow

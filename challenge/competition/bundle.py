@@ -76,7 +76,7 @@ def build(cfg: DictConfig, out: Path) -> Path:
         shutil.copyfile(sample, root / "sample_submission" / "submission.py")
         write_pages(root / "pages", cfg, all_phases, contexts)
         write_logo(root / "logo.png")
-        spec = competition_yaml(cfg, all_phases, [c.settings for c in contexts])
+        spec = competition_yaml(cfg, all_phases, contexts)
         (root / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
         out.parent.mkdir(parents=True, exist_ok=True)
         zip_folder(root, out)
@@ -91,7 +91,7 @@ def write_program(folder: Path, kind: str, function: str, command: str) -> None:
     (folder / "metadata.yaml").write_text(yaml.safe_dump({"command": command}))
 
 
-def competition_yaml(cfg: DictConfig, all_phases: list[Phase], settings: list[Any]) -> dict[str, Any]:
+def competition_yaml(cfg: DictConfig, all_phases: list[Phase], contexts: list[Any]) -> dict[str, Any]:
     c, margin = cfg.competition, float(cfg.competition.bundle.execution_margin_seconds)
     per_day = c.limits.per_team_per_day
     return {
@@ -112,19 +112,22 @@ def competition_yaml(cfg: DictConfig, all_phases: list[Phase], settings: list[An
             for i, p in enumerate(all_phases)
         ],
         "solutions": [{"index": 0, "name": "sample submission", "tasks": list(range(len(all_phases))), "path": "sample_submission"}],
-        "phases": [
-            {"index": i, "name": p.name, "description": p.description or p.name,
-             "start": _date_text(p.start), **({"end": _date_text(p.end)} if p.end else {}),
-             "tasks": [i], **({"max_submissions_per_day": int(per_day)} if per_day is not None else {}),
-             "execution_time_limit": int(s.n_runs * s.budget_seconds + s.startup_seconds + margin),
-             **({"auto_migrate_to_this_phase": True} if i > 0 else {})}
-            for i, (p, s) in enumerate(zip(all_phases, settings))
-        ],
+        "phases": [_phase(i, p, ctx, margin, per_day) for i, (p, ctx) in enumerate(zip(all_phases, contexts))],
         "leaderboards": [{
             "title": "Results", "key": "main",
             "columns": [{"title": t, "key": k, "index": i, "sorting": s} for i, (k, t, s) in enumerate(COLUMNS)],
         }],
     }
+
+
+def _phase(i: int, p: Phase, ctx: Any, margin: float, per_day: Any) -> dict[str, Any]:
+    """One phase; its time limit is the runs' wall-clock ceiling, estimated from the pool's build times."""
+    s = ctx.settings
+    return {"index": i, "name": p.name, "description": p.description or p.name,
+            "start": _date_text(p.start), **({"end": _date_text(p.end)} if p.end else {}),
+            "tasks": [i], **({"max_submissions_per_day": int(per_day)} if per_day is not None else {}),
+            "execution_time_limit": int(s.wall_estimate(ctx.pool.mean_retrain_seconds(s.n_runs)) + s.startup_seconds + margin),
+            **({"auto_migrate_to_this_phase": True} if i > 0 else {})}
 
 
 def _date_text(when: datetime) -> str:
@@ -144,8 +147,9 @@ def write_pages(folder: Path, cfg: DictConfig, all_phases: list[Phase], contexts
     )
     (folder / "evaluation.md").write_text(
         "# Evaluation\n\n"
-        f"Your `unlearning` runs {s.n_runs} times from the original model, each with its own seed, within a budget of\n"
-        f"{s.budget_seconds:.1f} s per run ({s.budget_rule}). Its {s.n_runs} models are compared with {s.n_runs} models\n"
+        f"Your `unlearning` runs {s.n_runs} times from the original model, each with its own seed; the {s.n_runs} runs may\n"
+        f"use {s.n_runs} budgets in all, a budget being {s.rule_text()}\n"
+        f"(CPU time on a CPU, so that other load does not count against you). Its {s.n_runs} models are compared with {s.n_runs} models\n"
         "retrained from scratch without the forget set, as in the NeurIPS 2023 Machine Unlearning Challenge:\n\n"
         "- **Forget quality F**: for each forget image, an epsilon saying how well the best threshold test tells\n"
         "  your models' confidences from the retrained models'; F averages points that halve with every 0.5 of\n"

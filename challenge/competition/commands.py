@@ -60,7 +60,7 @@ def init(cfg: DictConfig, args: argparse.Namespace) -> None:
         build_pool(pcfg)
         ctx = prepare(pcfg)
         s = ctx.settings
-        lines.append(f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.budget_seconds:.1f} s per run ({s.budget_rule})")
+        lines.append(f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}")
     store = Store(db_path(cfg), create=True)
     store.record("init", {"phases": [p.name for p in all_phases]})
     counts = store.counts()

@@ -1,22 +1,23 @@
 """The ingestion program of the Codabench bundle: run the participant's file on the input data.
 
-The same contract and verdicts as `challenge score`: it runs the kit's own `challenge.ingestion`
-over the input data (what `challenge score` stages for its sandbox), in a session of its own so
-that the kit's check for left-over processes sees only the participant's. On Codabench the
-container is the sandbox. It imports no torch itself, so a file that cannot load is turned away at
-once; its output (runs/run-XXXX.pt and .json, or runs/failure.json) is what the scoring program reads.
+The same child, sandbox and meter as `challenge score` (challenge.supervisor): the kit's own
+`challenge.ingestion` runs every unlearning() call over the input data, watched by this process,
+which prices the budget and charges each run from its own clock. On Codabench the container is
+the outer sandbox; bubblewrap is used inside it where it works. It judges nothing: it writes what
+it saw to ledger.json, after the child has ended (so the child cannot forge it), beside the child's
+runs/ folder, and the scoring program's one judge (challenge.judge) decides.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-RUNS = "runs"  # the output's subfolder holding run-XXXX.pt/.json
+RUNS = "runs"  # the output's subfolder holding run-XXXX.pt/.json (or failure.json)
+LEDGER = "ledger.json"  # what the supervisor saw: the child's end, the price of a retrain, each run's charge
 
 
 def find_submission(folder: Path) -> Path | None:
@@ -28,26 +29,31 @@ def find_submission(folder: Path) -> Path | None:
 
 
 def ingest_main(argv: list[str]) -> int:
-    """`ingest.py <input_data> <output> <submission folder>`: every run of unlearning(), in its own session."""
+    """`ingest.py <input_data> <output> <submission folder>`: every run of unlearning(), supervised."""
+    from challenge.sandbox import Sandbox
+    from challenge.settings import Settings
+    from challenge.supervisor import supervise
+
     input_dir, output_dir, submission_dir = (Path(a).resolve() for a in argv)
     runs = output_dir / RUNS
     runs.mkdir(parents=True, exist_ok=True)
     source = find_submission(submission_dir)
     if source is None:
-        return _reject(runs, "no_function", "the submission zip must hold one .py file at its top level, or a submission.py")
-    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding this copy of `challenge`
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory() as tmp:  # the child's inputs: the spec now names the participant's file
-        inputs = Path(tmp)
-        spec = json.loads((input_dir / "spec.json").read_text()) | {"submission": str(source)}
-        (inputs / "spec.json").write_text(json.dumps(spec))
-        for name in ("original.pt", "data.pt"):
-            (inputs / name).symlink_to(input_dir / name)
-        argv_child = [sys.executable, "-m", "challenge.ingestion", str(inputs), str(runs)]
-        return subprocess.run(argv_child, env=env, cwd=tmp, start_new_session=True, stdin=subprocess.DEVNULL).returncode
-
-
-def _reject(runs: Path, status: str, message: str) -> int:
-    print(f"rejected ({status}): {message}", file=sys.stderr)
-    (runs / "failure.json").write_text(json.dumps({"status": status, "message": message}))
-    return 1
+        (runs / "failure.json").write_text(json.dumps({"status": "no_function", "message": "the submission zip must hold one .py file at its top level, or a submission.py"}))
+        return 0
+    spec = json.loads((input_dir / "spec.json").read_text())
+    settings = Settings.from_dict(spec["settings"])
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, scratch = Path(tmp) / "inputs", Path(tmp) / "scratch"
+        inputs.mkdir()
+        scratch.mkdir()
+        shutil.copyfile(source, inputs / "submission.py")
+        for name in ("original.pt", "data.pt", "spec.json"):
+            shutil.copyfile(input_dir / name, inputs / name)
+        box = Sandbox(inputs, runs, scratch, settings.limits, settings.isolation)
+        logs = {k: output_dir / f"submission.{k}.log" for k in ("stdout", "stderr")}
+        todo = [int(i) for i, _ in spec["runs"]]
+        _, ledger = supervise(box, todo, settings, logs)
+    ledger.write(output_dir / LEDGER)
+    print(f"ingestion: {len(ledger.runs)} of {len(todo)} runs ended; the scoring program judges them", file=sys.stderr)
+    return 0

@@ -1,0 +1,204 @@
+"""The one judge: what the local scorer and the Codabench scoring program decide about a submission.
+
+Both get the same things: how the sandboxed child ended and what the meter charged it (the
+supervisor's `Ledger`, written by the process that watched the child, never by the child), the child's own
+failure report (trusted only for a known status and a short message), and the returned state
+dicts. Both then apply these functions, in this order: the child's end, the budget, a strict load
+into the architecture, finite outputs, the evaluation, the metric. So one file gets one verdict
+and one set of numbers whichever way it is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from challenge.budget import verdict as budget_verdict
+from challenge.errors import ChallengeError, Verdict
+from challenge.ingestion import CHILD_STATUSES
+from challenge.metric import cross_entropy_losses, evaluate_forgetting, logit_scaled_confidence, membership_inference_audit
+from challenge.net import NetSpec, accuracy
+from challenge.sandbox import Outcome
+
+EVAL_PARTS = ("forget", "retain", "test")
+
+
+# -- the child's end -------------------------------------------------------------------------------
+def read_failure(path: Path) -> tuple[str, str] | None:
+    """The child's own report, trusted only for a known status and a short message."""
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_text()[:100_000]) if path.is_file() and not path.is_symlink() else {}
+        status, message = raw.get("status"), raw.get("message")
+    except (OSError, ValueError, AttributeError):
+        status = message = None
+    if status not in CHILD_STATUSES or not isinstance(message, str) or not message:
+        return "crashed", "the submission's process wrote a malformed failure report"
+    return status, message.splitlines()[0][:500]
+
+
+def judge_end(outcome: Outcome, failure: tuple[str, str] | None, missing: list[int], limits: Any, logs: dict[str, str]) -> None:
+    """The verdict on a child that ended before finishing, or silence if it finished cleanly."""
+    if outcome.stopped:
+        raise Verdict("timeout", outcome.stopped)
+    if outcome.flooded:
+        raise Verdict("flooded", f"the submission wrote more than {limits.log_cap_bytes} bytes to {outcome.flooded} and was stopped (scorer.log_cap_bytes; the start is in {logs[outcome.flooded]})")
+    if failure:
+        status, message = failure
+        raise Verdict(status, f"{message} (traceback in {logs['stderr']})" if status == "raised" else message)
+    if outcome.oom_killed:
+        raise Verdict("memory", f"the submission went over scorer.memory_mb={limits.memory_mb} MB and was killed")
+    if outcome.signal == signal.SIGXFSZ:
+        raise Verdict("file_too_large", f"the submission wrote a file over scorer.file_size_mb={limits.file_size_mb} MB and was killed")
+    if outcome.leftovers:
+        raise Verdict("left_processes", f"the submission left {len(outcome.leftovers)} process(es) running after it exited ({', '.join(outcome.leftovers[:3])}); they were killed")
+    if outcome.returncode != 0 or missing:
+        how = f"was killed by {signal.Signals(outcome.signal).name}" if outcome.signal else f"exited with status {outcome.returncode}"
+        where = f" during run {missing[0]}" if missing else ""
+        raise Verdict("crashed", f"the submission's process {how}{where} without reporting an error (see {logs['stderr']})")
+
+
+def kit_failure(outcome: Outcome, settings: Any, stderr: Path) -> ChallengeError:
+    """The child died before any participant code ran: the organiser's limits do not fit the kit itself."""
+    try:
+        last = (stderr.read_text(errors="replace").strip().splitlines() or ["no output"])[-1][:200]
+    except OSError:
+        last = "no output"
+    how = outcome.stopped or (f"killed by signal {outcome.signal}" if outcome.signal else f"exit status {outcome.returncode}")
+    if settings.memory_mb and (outcome.oom_killed or any(w in last.lower() for w in _MEMORY_WORDS)):
+        limit = f"scorer.memory_mb={settings.memory_mb} is too small for the kit itself (torch and the inputs need about 1 GB): raise it"
+    elif settings.file_size_mb and outcome.signal == signal.SIGXFSZ:
+        limit = f"scorer.file_size_mb={settings.file_size_mb} is too small for the kit's own files: raise it"
+    elif outcome.stopped:
+        limit = f"scorer.startup_seconds={settings.startup_seconds:g} is too short for the kit to load its inputs: raise it"
+    else:
+        limit = "the kit's own start-up failed: see the stderr log"
+    return ChallengeError(f"the scoring child failed before running any participant code ({how}; its stderr ends {last!r}): {limit}")
+
+
+_MEMORY_WORDS = ("memory", "cannot map", "cannot allocate", "mmap", "failed to map")
+
+
+def judge_budget(runs: list[dict[str, float]], outside_budgets: float, n_runs: int, exempt: bool) -> None:
+    message = budget_verdict(runs, outside_budgets, n_runs, exempt)
+    if message:
+        raise Verdict("timeout", message)
+
+
+def run_budget(record: dict[str, Any], settings: Any) -> float | None:
+    """A run's budget under these settings: the fixed one, or the fraction of its own attempt's price."""
+    if settings.budget_seconds is not None:
+        return float(settings.budget_seconds)
+    r = record.get("retrain_seconds")
+    return None if r is None else float(settings.budget_fraction) * float(r)
+
+
+def read_record(path: Path, index: int, keys: tuple[str, ...]) -> dict[str, float] | None:
+    """A run's times as the child reported them (for the overhead figures only), or None if malformed."""
+    try:
+        raw = json.loads(path.read_text()[:10_000])
+        record = {k: float(raw[k]) for k in keys}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ok = raw.get("index") == index and all(math.isfinite(v) and v >= 0 for v in record.values())
+    return record if ok else None
+
+
+# -- the returned models ---------------------------------------------------------------------------
+def load_weights(spec: NetSpec, path: Path, index: int) -> torch.nn.Module:
+    """weights_only: a hostile file can describe tensors, never run code in the scorer."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever is in the file, it is not a state dict
+        raise Verdict("not_a_model", f"run {index}'s weights cannot be read as a state dict ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise Verdict("not_a_model", f"run {index}'s weights are not a state dict of tensors")
+    net = spec.create()
+    mismatch = _mismatch(net.state_dict(), state)
+    if mismatch:
+        raise Verdict("wrong_architecture", f"run {index} returned a model that does not fit {spec.name}: {mismatch}; return `net` (changed) or a model of the same architecture")
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def _mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """What differs, counted and with one example each, so that the verdict stays one line."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    reshaped = [k for k in expected if k in got and got[k].shape != expected[k].shape]
+    parts = [f"{len(missing)} missing tensors (e.g. {missing[0]})"] if missing else []
+    parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape (e.g. {k}: {list(got[k].shape)} instead of {list(expected[k].shape)})")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class RunEval:
+    """The judge's own measurements of one returned model."""
+
+    index: int
+    seed: int
+    retain_acc: float
+    forget_acc: float
+    test_acc: float
+    forget_conf: np.ndarray
+    forget_loss: np.ndarray
+    test_loss: np.ndarray
+
+
+def reference_tensors(dm: Any) -> dict[str, torch.Tensor]:
+    """Images and labels of forget, retain and test, in split order: all the judge evaluates on."""
+    blob: dict[str, torch.Tensor] = {}
+    for part in EVAL_PARTS:
+        ds = dm.dataset(part)
+        blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices], ds.groups[ds.indices]
+    return blob
+
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int) -> RunEval:
+    """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules)."""
+    net.eval()
+    out: dict[str, Any] = {}
+    for part in EVAL_PARTS:
+        images, targets = data[f"{part}_images"], data[f"{part}_groups"]
+        logits = torch.cat([net(images[i:i + batch_size]).float() for i in range(0, len(images), batch_size)])
+        if not torch.isfinite(logits).all():
+            raise Verdict("non_finite", f"run {index} returned a model whose outputs on {part} images contain NaN or infinity")
+        out[f"{part}_acc"] = accuracy(logits, targets)
+        if part == "forget":
+            out["forget_conf"] = logit_scaled_confidence(logits.numpy(), targets.numpy())
+        if part in ("forget", "test"):
+            out[f"{part}_loss"] = cross_entropy_losses(logits.numpy(), targets.numpy())
+    return RunEval(index=index, seed=seed, **out)
+
+
+def score(evals: list[RunEval], retrained: np.ndarray, retain_acc: Any, test_acc: Any, n_bootstrap: int, seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The metric on the judge's own measurements, plus the membership-inference audit.
+
+    Raises ValueError when the pool cannot normalise a score (e.g. retrained test accuracy 0).
+    """
+    res = evaluate_forgetting(
+        np.stack([e.forget_conf for e in evals]), retrained,
+        retain_acc_unlearned=[e.retain_acc for e in evals], retain_acc_retrained=retain_acc,
+        test_acc_unlearned=[e.test_acc for e in evals], test_acc_retrained=test_acc,
+        n_bootstrap=n_bootstrap, seed=seed,
+    )
+    out = res.to_dict()
+    out.pop("epsilons")
+    try:
+        mia = [membership_inference_audit(e.forget_loss, e.test_loss) for e in evals]
+        out["mia"], out["mia_per_run"], out["mia_note"] = float(np.mean(mia)), mia, ""
+    except ValueError as e:  # too few forget images for a cross-validated attack
+        out["mia"], out["mia_per_run"], out["mia_note"] = None, [], str(e)
+    return out, res.epsilons
