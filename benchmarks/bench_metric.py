@@ -1,4 +1,4 @@
-"""Speed and memory of challenge.metric.per_example_epsilon against the published scorer.
+"""Speed and memory of challenge.scoring.metric.per_example_epsilon against the published scorer.
 
 Run: python benchmarks/bench_metric.py [--examples 1000]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.metric import per_example_epsilon
+from challenge.scoring.metric import per_example_epsilon
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = np.load(ROOT / "tests" / "fixtures" / "epsilon_public.npz")

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, open_dict
 
 from challenge.cli import CONF_DIR
 from challenge.pool import Pool, write_stand_in
-from challenge.score import score_submission
+from challenge.scoring.scorer import score_submission
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
 

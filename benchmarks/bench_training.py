@@ -20,7 +20,7 @@ from omegaconf import open_dict
 from torch.utils.flop_counter import FlopCounterMode
 
 from challenge.cli import CONF_DIR
-from challenge.training import fit, quiet_lightning
+from challenge.training.recipe import fit, quiet_lightning
 
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "3"))
 PRESETS = {"default (test_resnet)": [], "resnet18": ["model=resnet18"]}

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from challenge.tracking import register_resolvers as _register_resolvers  # noqa: E402
+from challenge.reports.tracking import register_resolvers as _register_resolvers  # noqa: E402
 
 _register_resolvers()

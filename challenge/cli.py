@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from challenge.errors import ChallengeError
+from challenge.kit import kit_path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = kit_path("conf")
 
 
 class Command(NamedTuple):
@@ -30,13 +31,13 @@ class Command(NamedTuple):
     builds_model: bool = False  # check model.net.name before running (it imports timm: not for light commands)
 
 
-_COMPETITION = "challenge.competition.commands"
+_COMPETITION = "challenge.commands.competition"
 COMMANDS: dict[str, Command] = {
-    "train": Command("challenge.train:run", "train", "train the original model on all training images", builds_model=True),
-    "pool": Command("challenge.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set", builds_model=True),
-    "score": Command("challenge.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission", builds_model=True),
-    "baseline": Command("challenge.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report", builds_model=True),
-    "data preview": Command("challenge.data.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
+    "train": Command("challenge.commands.train:run", "train", "train the original model on all training images", builds_model=True),
+    "pool": Command("challenge.commands.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set", builds_model=True),
+    "score": Command("challenge.commands.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission", builds_model=True),
+    "baseline": Command("challenge.commands.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report", builds_model=True),
+    "data preview": Command("challenge.commands.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
     "competition init": Command(f"{_COMPETITION}:init", "competition", "build each phase's original model and pool, create the competition database", flags=f"{_COMPETITION}:no_flags"),
     "submit": Command(f"{_COMPETITION}:submit", "competition", "queue a submission: submit --team T FILE.py (prints its id)", flags=f"{_COMPETITION}:submit_flags"),
     "worker": Command(f"{_COMPETITION}:worker", "competition", "score queued submissions on every phase until the queue is empty (--follow: keep waiting)", flags=f"{_COMPETITION}:worker_flags"),
@@ -130,7 +131,7 @@ def check_overrides(config_name: str, overrides: list[str], check_model: bool = 
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from challenge.tracking import register_resolvers
+    from challenge.reports.tracking import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -149,7 +150,7 @@ def check_overrides(config_name: str, overrides: list[str], check_model: bool = 
     check_values(cfg)  # a wrong type or range (pool.size=abc, scorer.threads=0): one line, not a traceback later
     name = OmegaConf.select(cfg, "model.net.name", default=None)
     if check_model and isinstance(name, str):  # before the run imports Lightning: a typo is told in half the time
-        from challenge.net import check_model_name
+        from challenge.training.net import check_model_name
 
         check_model_name(name)
 
@@ -196,7 +197,7 @@ def _flat_keys(d: Any, prefix: str = "") -> list[str]:
 def run_hydra(name: str, cmd: Command, overrides: list[str], args: argparse.Namespace | None = None) -> int:
     import hydra
 
-    from challenge.tracking import register_resolvers
+    from challenge.reports.tracking import register_resolvers
 
     register_resolvers()
     task: Callable = _load(cmd.target)

@@ -13,18 +13,14 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from challenge.cli import CONF_DIR
-from challenge.tracking import register_resolvers
+from challenge.reports.tracking import register_resolvers
 
 REPO = Path(__file__).resolve().parent.parent
 CHALLENGE = Path(sys.executable).parent / "challenge"
 
-# A small SynthFaces and a 1-epoch recipe: seconds per model, same code paths as the default preset.
-TINY = [
-    "data.source.n_identities=60",
-    "data.source.images_per_identity=6",
-    "trainer.max_epochs=1",
-    "logger=none",
-]
+# The tiny preset (conf/experiment/tiny.yaml): 40 SynthFaces identities, 1 epoch, 3 pool models.
+# logger=none comes last, so that a test can swap it (TINY[:-1]).
+TINY = ["experiment=tiny", "logger=none"]
 
 
 @pytest.fixture(autouse=True, scope="session")

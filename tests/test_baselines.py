@@ -17,13 +17,17 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from challenge.baseline import Stages, baseline_files, score_all
+from challenge.commands.baseline import Stages, baseline_files, score_all
 from challenge.pool import Pool, build
-from challenge.report import leaderboard_table, rank, row_from_result, write_html
-from challenge.score import KIT_BASELINES, budget_exempt, score_submission
-from tests.conftest import compose_config, run_cli
+from challenge.reports.leaderboard import (
+    leaderboard_table,
+    rank,
+    row_from_result,
+    write_html,
+)
+from challenge.scoring.scorer import KIT_BASELINES, budget_exempt, score_submission
+from tests.conftest import TINY, compose_config, run_cli
 
-TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "logger=none"]
 # A generous budget: the tiny recipe's retrain (3 steps) is below what a baseline's own set-up costs.
 SCORE = [*TINY, "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "workers=2"]
 METHODS = sorted(p.stem for p in KIT_BASELINES.glob("*.py"))

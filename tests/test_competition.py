@@ -20,16 +20,14 @@ from typing import Callable
 import pytest
 import yaml
 
+from challenge.commands.competition import init
 from challenge.competition.bundle import COLUMNS, try_task, validate
-from challenge.competition.commands import init
 from challenge.competition.rules import Limits, in_transaction_checks
 from challenge.competition.store import MIGRATIONS, Heartbeat, Store, migrate
 from challenge.errors import ChallengeError
-from tests.conftest import CHALLENGE, REPO, compose_config, run_cli
+from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
 
 SUBMISSIONS = REPO / "tests" / "submissions"
-# Shared with tests/test_score.py, so that a full run builds the public pool once.
-TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "scorer.n_runs=3", "logger=none"]
 FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_seconds=1", "scorer.budget_seconds=10", "scorer.n_bootstrap=20"]
 
 
@@ -274,7 +272,7 @@ def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(tmp_
 
 # -- leaderboard ------------------------------------------------------------------------------------------
 def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
-    """The parts of a scorer result.json the leaderboard reads, shaped as challenge.score writes them."""
+    """The parts of a scorer result.json the leaderboard reads, shaped as challenge.scoring.scorer writes them."""
     score = {"final_score": final, "forget_quality": f, "forget_quality_ci": list(ci), "retain_ratio": 0.9, "test_ratio": 0.95,
              "ci_level": 0.95, "n_bootstrap": 20, "mia": 0.5, "mia_per_run": [0.5] * 3, "mia_note": ""}
     examples = {"image_id": [0, 1], "person_id": [7, 7], "epsilon": [0.4, 1.2], "unlearned_confidence": [0.1, 0.2], "retrained_confidence": [0.1, 0.3]}
@@ -434,7 +432,7 @@ BOTH_WAYS = ["kaggle_inplace.py", "syntax_error.py", "raises.py", "wrong_archite
 def test_local_scorer_and_codabench_programs_give_the_same_verdicts_and_numbers(bundle: Path, tmp_path: Path) -> None:
     """Each file through `challenge score` and through the bundle's two programs (all side by side)."""
     from challenge.competition.phases import phase_config, phases
-    from challenge.score import score_submission
+    from challenge.scoring.scorer import score_submission
 
     cfg = compose_config("competition", [*BUNDLE, f"competition.root={tmp_path}"], tmp_path / "local")
     public = phase_config(cfg, phases(cfg)[0])

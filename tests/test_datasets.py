@@ -22,12 +22,12 @@ from hydra.utils import instantiate
 from PIL import Image
 
 import challenge.cli
-from challenge import pool, train
+from challenge.commands import pool, train
 from challenge.data import folders
-from challenge.data.datamodule import FaceDataModule
+from challenge.data.dataset import FaceData
 from challenge.data.faces import FaceImages
 from challenge.data.synthfaces import SynthFaces
-from challenge.score import score_submission
+from challenge.scoring.scorer import score_submission
 from tests.conftest import compose_config
 
 CHALLENGE = Path(sys.executable).parent / "challenge"
@@ -99,7 +99,7 @@ def make_kaggle(root: Path, faces: FaceImages, with_test: bool = True, parts: di
     return files
 
 
-def data(*overrides: str) -> FaceDataModule:
+def data(*overrides: str) -> FaceData:
     """As `challenge train` would build it; the cache folder is given outright because the compose
     API has no Hydra runtime to resolve the default of paths.cache_dir."""
     cache = f"data.cache_dir={os.environ['CHALLENGE_CACHE_DIR']}"

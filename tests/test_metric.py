@@ -1,4 +1,4 @@
-"""challenge.metric against the published scorer's own numbers, a slow reference, and properties.
+"""challenge.scoring.metric against the published scorer's own numbers, a slow reference, and properties.
 
 The fixtures (tests/fixtures/epsilon_public.npz) were produced by the competition's published
 scorer; `slow_epsilons` below is a plain transcription of that definition (every model compared
@@ -18,8 +18,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from challenge import metric
-from challenge.metric import (
+from challenge.scoring import epsilon
+from challenge.scoring.metric import (
     ForgettingResult,
     cross_entropy_losses,
     evaluate_forgetting,
@@ -206,7 +206,7 @@ def test_left_threshold_is_numpys_linspace_bit_for_bit() -> None:
     stop = start + 4.0 + rng.normal(0, 1e-12, 300)
     i = rng.integers(0, 400, 300)
     want = np.array([np.linspace(a, b, 400)[k] for a, b, k in zip(start, stop, i)])
-    np.testing.assert_array_equal(metric._left_threshold(start, stop, i), want)
+    np.testing.assert_array_equal(epsilon._left_threshold(start, stop, i), want)
 
 
 # --------------------------------------------------------------------------- properties

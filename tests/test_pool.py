@@ -18,7 +18,7 @@ from challenge.errors import ChallengeError
 from challenge.pool import Pool, read_entry
 from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
 
-POOL_TINY = [*TINY, "data.source.n_identities=40", "data.source.images_per_identity=5"]
+POOL_TINY = [*TINY, "data.source.images_per_identity=5"]
 
 
 def _pool(cache: Path, overrides: list[str]) -> Pool:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from challenge import sandbox
+from challenge.scoring import sandbox
 from challenge.errors import ChallengeError
-from challenge.sandbox import Limits, Outcome, Sandbox
+from challenge.scoring.sandbox import Limits, Outcome, Sandbox
 
 HAVE_BWRAP = sandbox.bwrap_problem() is None
 MODES = [pytest.param("bwrap", marks=pytest.mark.skipif(not HAVE_BWRAP, reason=f"bubblewrap unusable here: {sandbox.bwrap_problem()}")), "none"]

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from challenge.commands.pool import run as build_pool
 from challenge.errors import ChallengeError
 from challenge.pool import write_stand_in
-from challenge.pool import run as build_pool
-from challenge.score import format_result, score_submission
-from tests.conftest import CHALLENGE, compose_config, run_cli
+from challenge.reports.result import format_result
+from challenge.scoring.scorer import score_submission
+from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
 
-TINY = ["data.source.n_identities=40", "trainer.max_epochs=1", "pool.size=3", "logger=none"]
 SYNTHETIC = [*TINY, "seed=123"]  # the synthetic pool's own fingerprint, apart from a trained one
 SCORE = [*SYNTHETIC, "scorer.budget_seconds=120", "scorer.n_bootstrap=20"]
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"

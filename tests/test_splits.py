@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from challenge.data.faces import FaceImages
-from challenge.data.splits import Split, SplitSpec, age_groups, class_weights, make_split
+from challenge.data.splits import (
+    Split,
+    SplitSpec,
+    age_groups,
+    class_weights,
+    make_split,
+)
 from challenge.data.synthfaces import SynthFaces
 from challenge.errors import ChallengeError
 

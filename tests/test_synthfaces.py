@@ -8,8 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from challenge.data import synthfaces
-from challenge.data.synthfaces import MAX_AGE, SHEET_LABEL, SHEET_PAD, SynthFaces, contact_sheet
+from challenge.data import face_render, synthfaces
+from challenge.data.synthfaces import (
+    MAX_AGE,
+    SHEET_LABEL,
+    SHEET_PAD,
+    SynthFaces,
+    contact_sheet,
+)
 
 SMALL = SynthFaces(n_identities=24, images_per_identity=3)
 
@@ -86,7 +92,7 @@ def test_the_same_photo_of_an_older_person_looks_different():
     for pid in range(4):
         traits = synthfaces._identity_traits(0, pid, 1, 1)
         young, old = (
-            synthfaces._render(synthfaces._stack([synthfaces._image_params(dict(traits, apparent=a), 0, 0, 32)]), 32)[0]
+            face_render.render(face_render.stack([synthfaces._image_params(dict(traits, apparent=a), 0, 0, 32)]), 32)[0]
             for a in (6.0, 78.0)
         )
         face = (slice(None), slice(6, 26), slice(8, 24))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from challenge import train
-from challenge.net import load_net
+from challenge.commands import train
+from challenge.training.net import load_net
 from tests.conftest import TINY, compose_config, run_cli
 
 

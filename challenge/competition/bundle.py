@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 import zipfile
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,12 +24,12 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-import challenge
 from challenge.competition.phases import Phase, phase_config, phases
 from challenge.errors import ChallengeError
+from challenge.files import write_with
+from challenge.kit import PACKAGE, kit_path
 
-PACKAGE = Path(challenge.__file__).resolve().parent
-TEMPLATE = PACKAGE.parent / "submissions" / "template.py"
+TEMPLATE = kit_path("submissions") / "template.py"
 # scores.json keys, in leaderboard order; the first decides the ranking.
 COLUMNS = (
     ("final_score", "Final score", "desc"),
@@ -57,8 +56,11 @@ sys.exit({function}(sys.argv[1:]))
 # -- building ----------------------------------------------------------------------------------------
 def build(cfg: DictConfig, out: Path) -> Path:
     """Write the bundle zip; each phase's pool must exist (`challenge competition init`)."""
-    from challenge.competition.scoring_program import write_input_data, write_reference_data
-    from challenge.score import prepare
+    from challenge.competition.scoring_program import (
+        write_input_data,
+        write_reference_data,
+    )
+    from challenge.scoring.scorer import prepare
 
     all_phases = phases(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,12 +178,13 @@ def write_logo(path: Path) -> None:
 
 
 def zip_folder(folder: Path, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                z.write(path, path.relative_to(folder).as_posix())
-    tmp.replace(out)
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(folder).as_posix())
+
+    write_with(out, write)
 
 
 # -- validating --------------------------------------------------------------------------------------

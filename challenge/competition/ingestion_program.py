@@ -1,11 +1,11 @@
 """The ingestion program of the Codabench bundle: run the participant's file on the input data.
 
-The same child, sandbox and meter as `challenge score` (challenge.supervisor): the kit's own
-`challenge.ingestion` runs every unlearning() call over the input data, watched by this process,
+The same child, sandbox and meter as `challenge score` (challenge.scoring.supervisor): the kit's own
+`challenge.scoring.child` runs every unlearning() call over the input data, watched by this process,
 which prices the budget and charges each run from its own clock. On Codabench the container is
 the outer sandbox; bubblewrap is used inside it where it works. It judges nothing: it writes what
 it saw to ledger.json, after the child has ended (so the child cannot forge it), beside the child's
-runs/ folder, and the scoring program's one judge (challenge.judge) decides.
+runs/ folder, and the scoring program's one judge (challenge.scoring.judge) decides.
 """
 
 from __future__ import annotations
@@ -30,16 +30,17 @@ def find_submission(folder: Path) -> Path | None:
 
 def ingest_main(argv: list[str]) -> int:
     """`ingest.py <input_data> <output> <submission folder>`: every run of unlearning(), supervised."""
-    from challenge.sandbox import Sandbox
-    from challenge.settings import Settings
-    from challenge.supervisor import supervise
+    from challenge.files import write_json
+    from challenge.scoring.sandbox import Sandbox
+    from challenge.scoring.settings import Settings
+    from challenge.scoring.supervisor import supervise
 
     input_dir, output_dir, submission_dir = (Path(a).resolve() for a in argv)
     runs = output_dir / RUNS
     runs.mkdir(parents=True, exist_ok=True)
     source = find_submission(submission_dir)
     if source is None:
-        (runs / "failure.json").write_text(json.dumps({"status": "no_function", "message": "the submission zip must hold one .py file at its top level, or a submission.py"}))
+        write_json(runs / "failure.json", {"status": "no_function", "message": "the submission zip must hold one .py file at its top level, or a submission.py"})
         return 0
     spec = json.loads((input_dir / "spec.json").read_text())
     settings = Settings.from_dict(spec["settings"])

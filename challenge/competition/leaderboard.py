@@ -1,4 +1,4 @@
-"""Standings from the store: each team's best submission, ranked, in `challenge.report`'s rows.
+"""Standings from the store: each team's best submission, ranked, in `challenge.reports.leaderboard`'s rows.
 
 A team's best submission is its best on the public phase, the only score anyone sees before
 finalize; the private ranking then ranks those same submissions by their private score (Kaggle's
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from challenge.competition.store import Store, Submission
-from challenge.report import rank, row_from_result
+from challenge.reports.leaderboard import rank, row_from_result
 
 
 def standings(store: Store, public: str, phase: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

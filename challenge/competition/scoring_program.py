@@ -3,7 +3,7 @@
 The scoring program sees only the ingestion's output (the returned state dicts and the ledger
 its supervisor wrote) and the reference data (forget, retain and test images with their labels,
 the pool's outputs, the settings), never the participant's code. It applies the same judge as
-`challenge score` (challenge.judge), in the same order and with the same settings, and writes the
+`challenge score` (challenge.scoring.judge), in the same order and with the same settings, and writes the
 leaderboard's columns to scores.json, or one line `rejected (status): message` and exit status 1.
 Test images are only ever in the reference data.
 """
@@ -21,18 +21,29 @@ import torch
 
 from challenge.competition.ingestion_program import LEDGER, RUNS
 from challenge.errors import ChallengeError, Verdict
-from challenge.ingestion import run_name
-from challenge.judge import evaluate, judge_budget, judge_end, kit_failure, load_weights, read_failure, reference_tensors, run_budget, score
-from challenge.net import NetSpec
-from challenge.sandbox import Outcome
-from challenge.settings import Settings
-from challenge.supervisor import Ledger
+from challenge.files import write_json
+from challenge.scoring.child import run_name
+from challenge.scoring.judge import (
+    evaluate,
+    judge_budget,
+    judge_end,
+    kit_failure,
+    load_weights,
+    read_failure,
+    reference_tensors,
+    run_budget,
+    score,
+)
+from challenge.scoring.sandbox import Outcome
+from challenge.scoring.settings import Settings
+from challenge.scoring.supervisor import Ledger
+from challenge.training.net import NetSpec
 
 
 # -- data files, written by the bundle ---------------------------------------------------------------
 def write_input_data(ctx: Any, folder: Path) -> None:
     """What the participant's code may read: the same files `challenge score` stages for its sandbox."""
-    from challenge.score import write_child_inputs
+    from challenge.scoring.scorer import write_child_inputs
 
     folder.mkdir(parents=True)
     write_child_inputs(ctx, folder, list(range(ctx.settings.n_runs)), "submission.py")
@@ -62,7 +73,7 @@ def score_main(argv: list[str]) -> int:
     except ChallengeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    (output_dir / "scores.json").write_text(json.dumps(scores))
+    write_json(output_dir / "scores.json", scores)
     print(json.dumps(scores, indent=1))
     return 0
 

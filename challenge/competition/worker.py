@@ -10,7 +10,6 @@ dead one finished.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from challenge.competition.phases import Phase, phase_config, phases
 from challenge.competition.store import Heartbeat, Store, Submission, worker_id
+from challenge.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,14 @@ def process(cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases:
 
 def write_submission(folder: Path, filename: str, content: bytes) -> Path:
     """The stored bytes back on disk under a safe name (the scorer reads a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^\w.-]", "_", Path(filename).name) or "submission.py"
-    path = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
-    return path
+    write_atomic(folder / name, content)
+    return folder / name
 
 
 def score_phases(cfg: DictConfig, path: Path, folder: Path, all_phases: list[Phase]) -> dict[str, dict[str, Any]]:
     """Every phase in order, stopping at the first verdict: a file that fails one fails the competition."""
-    from challenge.score import score_submission
+    from challenge.scoring.scorer import score_submission
 
     results: dict[str, dict[str, Any]] = {}
     for phase in all_phases:

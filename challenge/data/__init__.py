@@ -1,1 +1,1 @@
-"""Face-age data: sources, splits and the Lightning DataModule."""
+"""Face-age data: sources (generated, folders), the in-memory form, splits, and loaders."""

@@ -9,12 +9,13 @@ without Lightning.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from challenge.files import write_with
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,7 @@ class FaceImages:
 
     def save(self, path: Path) -> None:
         """Write atomically so that a killed process never leaves a truncated cache behind."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"images": self.images, "ages": self.ages, "person_ids": self.person_ids}, tmp)
-        os.replace(tmp, path)
+        write_with(path, lambda tmp: torch.save({"images": self.images, "ages": self.ages, "person_ids": self.person_ids}, tmp))
 
     @classmethod
     def load(cls, path: Path) -> "FaceImages":

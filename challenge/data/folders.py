@@ -3,7 +3,7 @@
 Each source first *labels* its folder (reads the label files and lists the images, no pixels):
 that is cheap, so it runs on every start and its file list, sizes and mtimes become the cache
 key, and a changed folder is decoded again. Decoding (PIL, a thread pool: Pillow releases the
-GIL while it decodes and resizes) happens once; FaceDataModule caches the result as uint8.
+GIL while it decodes and resizes) happens once; FaceData caches the result as uint8.
 Images are made square at `resolution` by a centre crop (`fit: crop`, keeps proportions) or by
 squashing the whole picture (`fit: resize`, what the 2023 competition did).
 """
@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from challenge.data.datamodule import FaceDataModule
+from challenge.data.dataset import FaceData
 from challenge.data.faces import FaceImages
 from challenge.errors import ChallengeError
 
@@ -38,10 +38,10 @@ FITS = ("crop", "resize")
 _SHOWN = 3  # names listed in one-line reports; the rest are counted
 
 
-def folder_datamodule(source: Callable[..., FolderSource], root: str, strict: bool = False, **datamodule: Any) -> FaceDataModule:
+def folder_data(source: Callable[..., FolderSource], root: str, strict: bool = False, **data: Any) -> FaceData:
     """Hydra target of the folder data configs: `root` and `strict` sit at the top of the config so
     that commands read `data=surf data.root=...`; they belong to the (partial) source."""
-    return FaceDataModule(source(root=root, strict=strict), **datamodule)
+    return FaceData(source(root=root, strict=strict), **data)
 
 
 @dataclass(frozen=True)

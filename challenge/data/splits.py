@@ -7,7 +7,6 @@ original model, every retrained model, the scorer and the competition all see th
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 
 from challenge.data.faces import FaceImages
 from challenge.errors import ChallengeError
+from challenge.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,7 @@ def _draw_forget_identities(train_ids: np.ndarray, spec: SplitSpec, rng: np.rand
     return ids[perm[: min(n, len(ids) - 1)]]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """A manifest is either complete or absent, even if the process is killed while writing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+
 
 
 def class_weights(groups: torch.Tensor, n_groups: int) -> list[float]:

@@ -20,12 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from challenge.budget import verdict as budget_verdict
 from challenge.errors import ChallengeError, Verdict
-from challenge.ingestion import CHILD_STATUSES
-from challenge.metric import cross_entropy_losses, evaluate_forgetting, logit_scaled_confidence, membership_inference_audit
-from challenge.net import NetSpec, accuracy
-from challenge.sandbox import Outcome
+from challenge.scoring.budget import verdict as budget_verdict
+from challenge.scoring.child import CHILD_STATUSES
+from challenge.scoring.metric import (
+    cross_entropy_losses,
+    evaluate_forgetting,
+    logit_scaled_confidence,
+    membership_inference_audit,
+)
+from challenge.scoring.sandbox import Outcome
+from challenge.training.net import NetSpec, accuracy
 
 EVAL_PARTS = ("forget", "retain", "test")
 

@@ -7,19 +7,18 @@ here they are normalised once per process, so an epoch is only indexing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from challenge.data.faces import FaceDataset, FaceImages
-from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split, write_atomic
+from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split
 from challenge.errors import ChallengeError
+from challenge.files import content_hash, write_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,12 +40,15 @@ def source_key(source: FaceSource) -> str:
     payload: dict[str, Any] = {"type": f"{type(source).__module__}.{type(source).__qualname__}", **fields}
     if hasattr(source, "content_key"):
         payload["content"] = source.content_key()
-    blob = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_hash(payload)
 
 
-class FaceDataModule(L.LightningDataModule):
-    """One data source, one split, loaders for train/retain/forget/val/test."""
+class FaceData:
+    """One data source, one split, loaders for train/retain/forget/val/test.
+
+    A plain object, not a LightningDataModule: the kit hands Lightning loaders, and the
+    sandboxed child and the scorer use it without importing Lightning.
+    """
 
     def __init__(
         self,
@@ -59,7 +61,6 @@ class FaceDataModule(L.LightningDataModule):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
-        super().__init__()
         self.source = source
         self.cache_dir = Path(cache_dir)
         self.spec = split if isinstance(split, SplitSpec) else SplitSpec(**_plain(split or {}))
@@ -74,7 +75,7 @@ class FaceDataModule(L.LightningDataModule):
 
     @property
     def split_path(self) -> Path:
-        key = hashlib.sha256(json.dumps(asdict(self.spec), sort_keys=True).encode()).hexdigest()[:12]
+        key = content_hash(asdict(self.spec), 12)
         return self.data_dir / f"split-{key}.json"
 
     @property
@@ -130,15 +131,6 @@ class FaceDataModule(L.LightningDataModule):
             raise ChallengeError(f"the {part} split is empty: make the dataset larger or change data.split")
         bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
         return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
 
 
 def _plain(d: Any) -> dict:

@@ -1,10 +1,10 @@
 """The child side of scoring (Codabench's "ingestion program"): run a participant's `unlearning` N times.
 
-`python -m challenge.ingestion <inputs_dir> <outputs_dir>`, started by challenge.score inside the
+`python -m challenge.scoring.child <inputs_dir> <outputs_dir>`, started by challenge.scoring.scorer inside the
 sandbox. It sees only its inputs (spec.json, the participant file, the original net file and the
 retain/forget/val tensors) and answers only through files, which the scorer validates:
 
-  calibration.json        the price of a retrain here (challenge.budget), timed before the import;
+  calibration.json        the price of a retrain here (challenge.scoring.budget), timed before the import;
                           the child waits until the scorer has taken it away, then imports the file
   ready.json              the inputs and the submission are loaded (with wall-clock stamps)
   run-XXXX.start, .end    run XXXX began / unlearning() returned: the scorer charges the run between them
@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from challenge.budget import CALIBRATION_FILE, calibrate
-from challenge.sandbox import PIDNS_ENV, processes
+from challenge.files import write_json, write_with
+from challenge.scoring.budget import CALIBRATION_FILE, calibrate
+from challenge.scoring.processes import processes
+from challenge.scoring.sandbox import PIDNS_ENV
 
 CONTRACT = "unlearning(net, retain_loader, forget_loader, val_loader)"
 # Statuses the child may report; anything else in failure.json is itself a malformed answer.
@@ -51,17 +53,6 @@ class Rejected(Exception):
 # -- files ---------------------------------------------------------------------------------------
 def run_name(index: int) -> str:
     return f"run-{index:04d}"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """The scorer may read at any moment (or be resumed after a kill): it sees whole files or none."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj).encode())
 
 
 # -- loading the submission ------------------------------------------------------------------------
@@ -221,10 +212,7 @@ class Runner:
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
         except Exception as e:  # noqa: BLE001 - a returned module whose state cannot even be read
             raise Rejected("not_a_model", f"run {index}: the returned model's state_dict() failed ({type(e).__name__}: {e})") from None
-        path = self.outputs / f"{run_name(index)}.pt"
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        write_with(self.outputs / f"{run_name(index)}.pt", lambda tmp: torch.save(state, tmp))
 
 
 def check_leftovers(index: int, grace: float = 2.0) -> None:
@@ -262,7 +250,7 @@ def ingest(inputs: Path, outputs: Path) -> None:
     code = compile_submission(source)
     import torch
 
-    from challenge.net import load_net
+    from challenge.training.net import load_net
 
     torch.set_num_threads(int(spec["threads"]))
     original, _, _ = load_net(inputs / "original.pt")

@@ -7,12 +7,12 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from challenge.data.datamodule import FaceDataModule
+from challenge.data.dataset import FaceData
 from challenge.data.synthfaces import contact_sheet
 
 
 def run(cfg: DictConfig) -> Path:
-    dm: FaceDataModule = instantiate(cfg.data)
+    dm: FaceData = instantiate(cfg.data)
     dm.setup()
     path = contact_sheet(dm.faces, Path(cfg.paths.output_dir) / "contact_sheet.png", n_identities=cfg.n_identities)
     print(f"wrote {path} ({len(dm.faces)} images, {len(dm.faces.person_ids.unique())} identities, cached in {dm.data_dir})")

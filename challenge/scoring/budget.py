@@ -155,7 +155,7 @@ class Meter:
     """
 
     def __init__(self, outputs: Path, todo: list[int], settings: Any, charged_before: float = 0.0, on_run: Any = None):
-        from challenge.ingestion import run_name
+        from challenge.scoring.child import run_name
 
         self.outputs, self.todo, self.s = outputs, todo, settings
         self.names = [run_name(i) for i in todo]

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from challenge.data.datamodule import FaceDataModule
-from challenge.net import save_net
-from challenge.tracking import finish, make_logger
-from challenge.training import evaluate, fit, majority_rate
+from challenge.data.dataset import FaceData
+from challenge.files import write_json
+from challenge.reports.tracking import finish, make_logger
+from challenge.training.net import save_net
+from challenge.training.recipe import evaluate, fit, majority_rate
 
 
 def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
-    dm: FaceDataModule = instantiate(cfg.data)
+    dm: FaceData = instantiate(cfg.data)
     dm.setup()
     logger = make_logger(cfg)
     model, seconds = fit(cfg, dm, "train", cfg.seed, logger=logger)
@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> dict:
         logger.log_metrics({f"final/{p}/{k}": v for p, d in metrics.items() if isinstance(d, dict) for k, v in d.items()})
         finish(logger)
     save_net(model.net, model.spec, dm.data_config(), out / "net.pt", metrics=metrics, seed=cfg.seed)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics, indent=2)
     print(format_metrics(metrics, out))
     return metrics
 

@@ -1,7 +1,7 @@
-"""`challenge score <file.py>`: run a submission N times in the sandbox and score it against the pool.
+"""Scoring a file: run it N times in the sandbox and judge it against the pool (`challenge score`).
 
-The scoring program of Codabench's split. It stages only what a participant may see (retain,
-forget and val data, the original weights), runs challenge.ingestion in the sandbox, and does
+The local counterpart of Codabench's two programs, with the same supervisor and the same judge. It stages only what a participant may see (retain,
+forget and val data, the original weights), runs challenge.scoring.child in the sandbox, and does
 everything that needs hidden data itself: it loads each returned state dict strictly into the
 architecture, evaluates forget, retain and test images, and calls the metric. A participant's
 fault ends in a verdict (a `status` in result.json, one line, exit status 1); the user's own
@@ -16,7 +16,6 @@ import ast
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,26 +25,38 @@ import numpy as np
 import torch
 from filelock import FileLock
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import challenge
-from challenge.budget import Budget, read_calibration, retrain_plan
 from challenge.checks import check_values
-from challenge.data.datamodule import FaceDataModule
+from challenge.data.dataset import FaceData
 from challenge.errors import ChallengeError, Verdict
-from challenge.ingestion import run_name
-from challenge.judge import RunEval, evaluate, judge_budget, judge_end, kit_failure, load_weights, read_failure, read_record, reference_tensors, run_budget
-from challenge.judge import score as judge_score
-from challenge.net import NetSpec, load_net, save_net
+from challenge.files import write_atomic, write_with
+from challenge.kit import kit_path
 from challenge.pool import Pool, PoolEntry
-from challenge.sandbox import Sandbox
-from challenge.settings import Settings
-from challenge.supervisor import spec_plan, supervise
-from challenge.training import set_threads
+from challenge.scoring.budget import Budget, read_calibration, retrain_plan
+from challenge.scoring.child import run_name
+from challenge.scoring.judge import (
+    RunEval,
+    evaluate,
+    judge_budget,
+    judge_end,
+    kit_failure,
+    load_weights,
+    read_failure,
+    read_record,
+    reference_tensors,
+    run_budget,
+)
+from challenge.scoring.judge import score as judge_score
+from challenge.scoring.sandbox import Sandbox
+from challenge.scoring.settings import Settings
+from challenge.scoring.supervisor import spec_plan, supervise
+from challenge.scoring.work import RUN_TIMES, Work, read_eval, write_eval
+from challenge.training.net import NetSpec, load_net, save_net
+from challenge.training.recipe import set_threads
 
 PARTS = ("retain", "forget", "val")  # all the child ever gets; test images never leave the scorer
-RUN_TIMES = ("seconds", "reset_seconds", "save_seconds", "check_seconds")  # the child's own account of a run, for overhead figures
-KIT_BASELINES = Path(challenge.__file__).resolve().parent.parent / "baselines"
+KIT_BASELINES = kit_path("baselines")
 N_CONFIDENCE_SAMPLES = 4  # forget images whose every-model confidences go into the result, for plots
 
 
@@ -54,12 +65,12 @@ N_CONFIDENCE_SAMPLES = 4  # forget images whose every-model confidences go into 
 class Context:
     """The hidden side of scoring: data with test images, the pool, the architecture, the recipe to price."""
 
-    dm: FaceDataModule
+    dm: FaceData
     pool: Pool
     entries: list[PoolEntry]
     spec: NetSpec
     settings: Settings
-    plan: dict[str, Any]  # how the child prices a retrain (challenge.budget.retrain_plan)
+    plan: dict[str, Any]  # how the child prices a retrain (challenge.scoring.budget.retrain_plan)
 
 
 def prepare(cfg: DictConfig) -> Context:
@@ -67,7 +78,7 @@ def prepare(cfg: DictConfig) -> Context:
     check_values(cfg)  # the CLI checks before any import; callers of score_submission get the same lines
     settings = Settings.from_config(cfg)
     set_threads(settings.threads)  # the judge's evaluation too: thread count changes a model's output bits
-    dm: FaceDataModule = instantiate(cfg.data)
+    dm: FaceData = instantiate(cfg.data)
     dm.setup()
     pool = Pool.for_config(cfg, dm)
     entries = pool.require(settings.n_runs)
@@ -96,92 +107,6 @@ def budget_exempt(submission: Path) -> bool:
     )
 
 
-def _short_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-# -- the work folder -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Work:
-    """One submission's runs against one pool, kept across scorer runs.
-
-    runs/ holds what the scorer accepted from the child, ledger/ what the meter charged each run
-    (written by the scorer, out of the child's reach), evals/ the judge's evaluation of each run,
-    attempt/ the child's world for the current attempt (rebuilt each time), results/ finished
-    results per settings. Runs depend only on the submission, the pool, the seeds, the batch sizes
-    and the thread count, so a later scoring with more runs or another budget reuses them.
-    """
-
-    root: Path
-
-    @classmethod
-    def for_submission(cls, ctx: Context, sha: str, cache_dir: Path) -> "Work":
-        s = ctx.settings
-        key = _short_hash({"pool": ctx.pool.fingerprint, "first_seed": s.first_seed, "batch_size": s.batch_size,
-                           "eval_batch_size": s.eval_batch_size, "threads": s.threads})
-        return cls(cache_dir / "scores" / f"{sha[:16]}-{key}")
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def evals(self) -> Path:
-        return self.root / "evals"
-
-    @property
-    def attempt(self) -> Path:
-        return self.root / "attempt"
-
-    def result_path(self, settings: Settings) -> Path:
-        return self.root / "results" / f"{_short_hash(settings.to_dict())}.json"
-
-    def ledger_path(self, index: int) -> Path:
-        return self.root / "ledger" / f"{run_name(index)}.json"
-
-    def write_ledger(self, index: int, record: dict[str, Any]) -> None:
-        path = self.ledger_path(index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
-
-    def ledger(self, index: int) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.ledger_path(index).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def has_run(self, index: int) -> bool:
-        return all((self.runs / f"{run_name(index)}{ext}").is_file() for ext in (".pt", ".json"))
-
-    def usable(self, index: int, settings: Settings) -> bool:
-        """Done, charged, and priced in a way these settings can judge (a fixed budget, or a calibration)."""
-        record = self.ledger(index)
-        return self.has_run(index) and record is not None and run_budget(record, settings) is not None
-
-    def new_attempt(self) -> None:
-        """Fresh inputs/outputs/scratch, after keeping what the last child finished."""
-        self.salvage()
-        shutil.rmtree(self.attempt, ignore_errors=True)
-        for d in ("inputs", "outputs", "scratch"):
-            (self.attempt / d).mkdir(parents=True)
-
-    def salvage(self) -> None:
-        """Move complete runs out of the child's reach; a symlink or a malformed record is not a run."""
-        outputs = self.attempt / "outputs"
-        if not outputs.is_dir():
-            return
-        self.runs.mkdir(parents=True, exist_ok=True)
-        for record in sorted(outputs.glob("run-[0-9][0-9][0-9][0-9].json")):
-            weights = record.with_suffix(".pt")
-            index = int(record.stem[4:])
-            if not _regular(record) or not _regular(weights) or read_record(record, index, RUN_TIMES) is None:
-                continue
-            shutil.move(weights, self.runs / weights.name)
-            shutil.move(record, self.runs / record.name)
-
-
-def _regular(path: Path) -> bool:
-    return path.is_file() and not path.is_symlink()
 
 
 # -- running the child -----------------------------------------------------------------------------
@@ -195,11 +120,11 @@ def write_child_inputs(ctx: Context, folder: Path, todo: list[int], submission: 
     """original.pt, data.pt and spec.json: the same files for `challenge score` and the Codabench bundle."""
     net, spec, data_config = load_net(ctx.pool.original_path)
     save_net(net, spec, data_config, folder / "original.pt")  # without the original's test metrics
-    torch.save(staged_data(ctx.dm), folder / "data.pt")
-    (folder / "spec.json").write_text(json.dumps(spec_plan(ctx.settings, todo, submission, ctx.plan)))
+    write_with(folder / "data.pt", lambda tmp: torch.save(staged_data(ctx.dm), tmp))
+    write_atomic(folder / "spec.json", json.dumps(spec_plan(ctx.settings, todo, submission, ctx.plan)))
 
 
-def staged_data(dm: FaceDataModule) -> dict[str, torch.Tensor]:
+def staged_data(dm: FaceData) -> dict[str, torch.Tensor]:
     """Retain, forget and val images, numbered from 0 in that order (image_id is this number)."""
     ds = {p: dm.dataset(p) for p in PARTS}
     base = ds["retain"]  # every part indexes the same normalised arrays
@@ -231,25 +156,11 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
     """Strict load into the architecture, finite outputs, then forget/retain/test; cached per run."""
     cache = work.evals / f"{run_name(index)}.npz"
     if cache.is_file():
-        return _read_eval(cache)
+        return read_eval(cache)
     net = load_weights(ctx.spec, work.runs / f"{run_name(index)}.pt", index)
     result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size)
-    _write_eval(cache, result)
+    write_eval(cache, result)
     return result
-
-
-def _write_eval(path: Path, e: RunEval) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **{k: np.asarray(getattr(e, k)) for k in RunEval.__dataclass_fields__})
-    tmp.replace(path)
-
-
-def _read_eval(path: Path) -> RunEval:
-    with np.load(path) as z:
-        raw = {k: z[k] for k in z.files}
-    scalars = {k: int(raw[k]) if k in ("index", "seed") else float(raw[k]) for k in ("index", "seed", "retain_acc", "forget_acc", "test_acc")}
-    return RunEval(**scalars, forget_conf=raw["forget_conf"], forget_loss=raw["forget_loss"], test_loss=raw["test_loss"])
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -274,7 +185,7 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, logs:
         outcome, ledger = supervise(box, todo, s, logs, before, on_run=work.write_ledger)
         timing["child"], timing["child_seconds"] = {"stage_inputs": staged, **startup_times(outputs / "ready.json", spawned)}, outcome.seconds
         if ledger.calibration:
-            (work.root / "calibration.json").write_text(json.dumps(ledger.calibration))
+            write_atomic(work.root / "calibration.json", json.dumps(ledger.calibration))
         work.salvage()
         try:
             failure = read_failure(outputs / "failure.json")
@@ -410,97 +321,7 @@ def confidence_samples(ctx: Context, evals: list[RunEval], eps: np.ndarray) -> d
 
 def _finish(out_dir: Path, cache: Path | None, result: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(result, indent=1)
-    (out_dir / "result.json").write_text(text)
+    write_atomic(out_dir / "result.json", text)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(cache)
+        write_atomic(cache, text)
     return result
-
-
-# -- the command -----------------------------------------------------------------------------------
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """`challenge score <file.py>`: one table on stdout, result.json in the run folder, exit 1 on a verdict."""
-    if OmegaConf.is_missing(cfg, "submission"):
-        raise ChallengeError("name the submission file: challenge score path/to/submission.py")
-    out = Path(cfg.paths.output_dir)
-    result = score_submission(cfg, Path(cfg.submission), out)
-    log_to_wandb(cfg, result)
-    sandbox = result.get("sandbox")
-    if sandbox and sandbox["isolation"].startswith("none"):
-        print(f"warning: isolation: {sandbox['isolation']} — {sandbox['filesystem']}", file=sys.stderr)
-    if result["status"] != "scored":
-        print(f"rejected ({result['status']}): {result['message']}", file=sys.stderr)
-        print(f"result: {out / 'result.json'}", file=sys.stderr)
-        sys.exit(1)
-    print(format_result(result))
-    print(f"result: {out / 'result.json'}")
-    return result
-
-
-def format_result(r: dict[str, Any]) -> str:
-    s, t, sc = r["settings"], r["timing"], r["score"]
-    ci = sc["forget_quality_ci"]
-    ci_text = f"{sc['ci_level']:.0%} CI [{ci[0]:.3f}, {ci[1]:.3f}] over {sc['n_bootstrap']} bootstrap resamples" if ci else "no CI (scorer.n_bootstrap=0)"
-    mia_text = f"{sc['mia']:>9.3f}   attack accuracy, forget vs test losses (0.5 = no leak)" if sc["mia"] is not None else f"{'n/a':>9}   {sc['mia_note']}"
-    lines = [
-        f"submission  {r['submission']['path']} (sha256 {r['submission']['sha256'][:12]})",
-        f"pool        {r['pool']['fingerprint']}: {r['pool']['models']} retrained models vs {s['n_runs']} unlearning runs (seeds {s['first_seed']}..{s['first_seed'] + s['n_runs'] - 1})",
-        *_protection_lines(r["sandbox"]),
-        "",
-        f"{'':<22}{'unlearned':>9}  {'retrained':>9}  {'ratio':>6}",
-        f"{'retain accuracy':<22}{sc['retain_acc_unlearned']:>9.3f}  {sc['retain_acc_retrained']:>9.3f}  {sc['retain_ratio']:>6.3f}",
-        f"{'test accuracy':<22}{sc['test_acc_unlearned']:>9.3f}  {sc['test_acc_retrained']:>9.3f}  {sc['test_ratio']:>6.3f}",
-        f"{'forget quality F':<22}{sc['forget_quality']:>9.3f}   {ci_text}",
-        f"{'final score':<22}{sc['final_score']:>9.3f}   F × retain ratio × test ratio",
-        f"{'membership inference':<22}{mia_text}",
-        *budget_lines(r["budget"]),
-    ]
-    if t.get("reused_runs"):
-        lines.append(f"(reused {t['reused_runs']} finished runs from an earlier scoring)")
-    return "\n".join(lines)
-
-
-def budget_lines(b: dict[str, Any]) -> list[str]:
-    """The price of a retrain, the rule, and what the runs cost against it (in the clock's seconds)."""
-    clock = "CPU s" if b["clock"] == "cpu" else "s"
-    fractions = b["run_fraction"]
-    cal = b.get("calibration")
-    lines = [f"{'budget per run':<22}{b['per_run']:>9.2f}   {clock}: {b['rule']}"]
-    if cal:
-        lines.append(f"{'retrain, calibrated':<22}{cal['retrain_seconds']:>9.2f}   {clock}: {cal['steps_per_retrain']} steps × {cal['per_step_seconds'] * 1000:.1f} ms ({cal['steps_timed']} timed)")
-    lines += [
-        f"{'cost per run':<22}{np.mean(b['run_cost']):>9.2f}   {clock}, {np.mean(fractions):.0%} of the budget on average, max {max(fractions):.0%} (run {int(np.argmax(fractions))})",
-        f"{'budgets used':<22}{b['used_budgets']:>9.2f}   of {len(fractions)}: {b['enforced']}",
-        f"{'':<22}{'':>9}   per run (% of budget): " + " ".join(f"{f:.0%}" for f in fractions),
-    ]
-    return lines
-
-
-def _protection_lines(p: dict[str, str]) -> list[str]:
-    return [
-        f"sandbox     {p['isolation']}: {p['filesystem']}",
-        f"            network: {p['network']}; processes: {p['processes']}",
-        f"            memory: {p['memory']}; file size: {p['file_size']}",
-    ]
-
-
-def log_to_wandb(cfg: DictConfig, result: dict[str, Any]) -> None:
-    """One W&B run per scoring: the summary, a histogram of epsilons and the per-example table."""
-    from challenge.tracking import finish, make_logger
-
-    sha = result["submission"]["sha256"] or "missing"
-    logger = make_logger(cfg, name=f"score-{Path(cfg.submission).stem}-{sha[:8]}")
-    if not logger:
-        return
-    import wandb
-
-    run = logger.experiment
-    run.summary.update({"status": result["status"], "message": result["message"], "sha256": sha, "pool": result["pool"]["fingerprint"]})
-    if result["status"] == "scored":
-        run.summary.update({k: v for k, v in result["score"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        ex = result["examples"]
-        columns = list(ex)
-        run.log({"epsilon": wandb.Histogram(ex["epsilon"]), "examples": wandb.Table(columns=columns, data=[list(row) for row in zip(*ex.values())])})
-    finish(logger)

@@ -38,7 +38,9 @@ def make_logger(cfg: DictConfig, **overrides: Any) -> Any:
         return False
     if os.environ.get("WANDB_MODE", "").lower() == "disabled":
         return False
-    from hydra.utils import instantiate  # here: the package imports this module, the sandboxed child needs no Hydra
+    from hydra.utils import (
+        instantiate,  # here: the package imports this module, the sandboxed child needs no Hydra
+    )
 
     Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     return instantiate(cfg.logger, **overrides)
@@ -49,3 +51,21 @@ def finish(logger: Any) -> None:
     experiment = getattr(logger, "_experiment", None)
     if experiment is not None:
         experiment.finish()
+
+
+def log_score(cfg: DictConfig, result: dict[str, Any]) -> None:
+    """One W&B run per scoring: the summary, a histogram of epsilons and the per-example table."""
+    sha = result["submission"]["sha256"] or "missing"
+    logger = make_logger(cfg, name=f"score-{Path(cfg.submission).stem}-{sha[:8]}")
+    if not logger:
+        return
+    import wandb
+
+    run = logger.experiment
+    run.summary.update({"status": result["status"], "message": result["message"], "sha256": sha, "pool": result["pool"]["fingerprint"]})
+    if result["status"] == "scored":
+        run.summary.update({k: v for k, v in result["score"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        ex = result["examples"]
+        columns = list(ex)
+        run.log({"epsilon": wandb.Histogram(ex["epsilon"]), "examples": wandb.Table(columns=columns, data=[list(row) for row in zip(*ex.values())])})
+    finish(logger)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from challenge.sandbox import Limits
+from challenge.scoring.sandbox import Limits
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Settings:
     threads: int
     batch_size: int
     eval_batch_size: int
-    budget_exempt: bool = False  # see challenge.score.budget_exempt
+    budget_exempt: bool = False  # see challenge.scoring.scorer.budget_exempt
 
     @classmethod
     def from_config(cls, cfg: Any) -> "Settings":

@@ -12,9 +12,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from challenge.data.datamodule import FaceDataModule
-from challenge.model import AgePredictor
-from challenge.net import accuracy, mean_confidence, predict_logits
+from challenge.data.dataset import FaceData
+from challenge.training.module import AgePredictor
+from challenge.training.net import accuracy, mean_confidence, predict_logits
 
 # Data lives in memory: loader worker processes would only add start-up time.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -29,7 +29,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def fit(cfg: DictConfig, dm: FaceDataModule, part: str, seed: int, logger: Any = False, validate: bool = True) -> tuple[AgePredictor, float]:
+def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False, validate: bool = True) -> tuple[AgePredictor, float]:
     """Train from scratch on one part of the split ('train' for the original, 'retain' for the pool).
 
     The seed fixes both the initialisation and the data order, so each pool member is one sample
@@ -43,12 +43,12 @@ def fit(cfg: DictConfig, dm: FaceDataModule, part: str, seed: int, logger: Any =
     trainer.fit(
         model,
         train_dataloaders=dm.loader(part, shuffle=True),
-        val_dataloaders=dm.val_dataloader() if validate and len(dm.dataset("val")) else None,
+        val_dataloaders=dm.loader("val") if validate and len(dm.dataset("val")) else None,
     )
     return model, time.perf_counter() - start
 
 
-def evaluate(net: torch.nn.Module, dm: FaceDataModule, parts: tuple[str, ...] = ("retain", "forget", "val", "test")) -> dict[str, dict[str, float]]:
+def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test")) -> dict[str, dict[str, float]]:
     """Accuracy and mean true-class confidence per split part."""
     out = {}
     for part in parts:
@@ -59,7 +59,7 @@ def evaluate(net: torch.nn.Module, dm: FaceDataModule, parts: tuple[str, ...] = 
     return out
 
 
-def majority_rate(dm: FaceDataModule, part: str = "test") -> float:
+def majority_rate(dm: FaceData, part: str = "test") -> float:
     """Accuracy of always predicting the most frequent training group: the floor a model must beat."""
     dm.setup()
     train_groups = torch.stack([dm.dataset("train")[i]["age_group"] for i in range(len(dm.dataset("train")))])

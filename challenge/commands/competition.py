@@ -13,7 +13,12 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from challenge.competition.phases import Phase, check_open, phase_config, phases
-from challenge.competition.rules import Limits, check_team, in_transaction_checks, read_file
+from challenge.competition.rules import (
+    Limits,
+    check_team,
+    in_transaction_checks,
+    read_file,
+)
 from challenge.competition.store import Store
 from challenge.competition.worker import db_path
 from challenge.errors import ChallengeError
@@ -45,8 +50,8 @@ def no_flags(p: argparse.ArgumentParser) -> None:
 # -- commands -----------------------------------------------------------------------------------------
 def init(cfg: DictConfig, args: argparse.Namespace) -> None:
     """Each phase's original model and pool (reused when they exist), then the database."""
-    from challenge.pool import run as build_pool
-    from challenge.score import prepare
+    from challenge.commands.pool import run as build_pool
+    from challenge.scoring.scorer import prepare
 
     all_phases = phases(cfg)
     if int(cfg.scorer.n_runs) > int(cfg.pool.size):
@@ -91,7 +96,7 @@ def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
 def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     """Public standings; after finalize the private (final) ones too, and the page shows those."""
     from challenge.competition.leaderboard import standings
-    from challenge.report import leaderboard_table, write_html
+    from challenge.reports.leaderboard import leaderboard_table, write_html
 
     store, all_phases = Store(db_path(cfg)), phases(cfg)
     public = all_phases[0].name
@@ -118,7 +123,7 @@ _WANDB_COLUMNS = ("rank", "team", "name", "status", "final_score", "forget_quali
 
 def log_to_wandb(cfg: DictConfig, tables: dict[str, list[dict[str, Any]]]) -> None:
     """One W&B table per shown phase, when W&B is on."""
-    from challenge.tracking import finish, make_logger
+    from challenge.reports.tracking import finish, make_logger
 
     logger = make_logger(cfg, name=f"leaderboard-{cfg.competition.name}", group=f"competition-{cfg.competition.name}")
     if not logger:

@@ -24,10 +24,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Callable, NamedTuple
+from typing import IO, Callable
 
 import challenge
 from challenge.errors import ChallengeError
+from challenge.scoring.processes import ProcessTree, kill_group, kill_session
 
 ISOLATION_MODES = ("auto", "bwrap", "none")
 INSIDE = Path("/sandbox")  # where inputs, outputs and scratch appear inside the mount namespace
@@ -37,7 +38,6 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group", "hosts", "fonts")
 _NAMESPACES = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
 _PR_SET_PDEATHSIG = 1
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Kaggle notebooks of 2023 wrote scratch files here; inside bubblewrap both are folders of the scratch.
 KAGGLE_SCRATCH = {"/kaggle/working": ".kaggle/working", "/kaggle/tmp": ".kaggle/tmp"}
 
@@ -276,15 +276,15 @@ class Sandbox:
                 flooded = next((name for name, log in logs.items() if log.flooded), None)
                 stopped = None if flooded else watchdog(tree)
                 if flooded or stopped:
-                    _kill_group(proc.pid)
+                    kill_group(proc.pid)
                     break
                 time.sleep(poll)
             proc.wait()
         finally:
             if proc.poll() is None:  # the caller was interrupted (Ctrl-C): the child goes too
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 proc.wait()
-            leftovers = _kill_session(proc.pid)
+            leftovers = kill_session(proc.pid)
             for log in logs.values():
                 log.join(timeout=10)
             oom = bool(cgroup and cgroup.oom_killed())
@@ -303,10 +303,12 @@ class Sandbox:
 
 
 def _python_dirs() -> list[str]:
-    """The interpreter, the venv and the challenge package (not the repo: it holds caches and outputs)."""
+    """The interpreter, the venv, the challenge package (not the repo: it holds caches and outputs),
+    and any other site-packages on our path (a venv with system site-packages, or one chained by a .pth)."""
     package = Path(challenge.__file__).resolve().parent
+    sites = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
     dirs: list[str] = []
-    for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix, str(package)):
+    for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix, str(package), *sites):
         for q in (os.path.abspath(p), os.path.realpath(p)):
             if q not in dirs and not any(q == s or q.startswith(s + "/") for s in _SYSTEM_DIRS):
                 dirs.append(q)
@@ -362,79 +364,3 @@ class _CappedLog:
         self.thread.join(timeout)
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_session(sid: int) -> list[str]:
-    """Kill what the child left in its session or process group; name what was still running."""
-    found = []
-    for p in processes():
-        if sid in (p.pgrp, p.session) and p.pid != os.getpid():
-            if p.state != "Z":
-                found.append(f"{p.comm} (pid {p.pid})")
-            try:
-                os.kill(p.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    return found
-
-
-class Proc(NamedTuple):
-    pid: int
-    state: str
-    ppid: int
-    pgrp: int
-    session: int
-    comm: str
-    cpu_ticks: int  # user + system time of the process and of its waited-for children
-
-
-def _read_proc(entry: Path) -> Proc | None:
-    try:
-        stat = (entry / "stat").read_text()
-    except OSError:
-        return None
-    comm, f = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-    return Proc(int(entry.name), f[0], int(f[1]), int(f[2]), int(f[3]), comm, sum(int(x) for x in f[11:15]))
-
-
-def processes() -> list[Proc]:
-    """Every process we can see, from /proc."""
-    return [p for entry in Path("/proc").glob("[0-9]*") if (p := _read_proc(entry)) is not None]
-
-
-class ProcessTree:
-    """CPU seconds used so far by a process and every process it started, read by the parent.
-
-    A descendant's time reaches its parent's counters when it is reaped, so summing the live tree
-    loses nothing that the tree waited for; the total is kept monotone across that hand-over.
-    The full /proc scan that finds new descendants runs every `rescan` seconds; in between only
-    the known processes are read, which keeps a 20 Hz watchdog cheap on a busy host.
-    """
-
-    def __init__(self, root: int, rescan: float = 0.5):
-        self.root, self.rescan = root, rescan
-        self.known: set[int] = {root}
-        self.scanned, self.used = -float("inf"), 0.0
-
-    def cpu_seconds(self) -> float:
-        if time.monotonic() - self.scanned >= self.rescan:
-            self._scan()
-        ticks = sum(p.cpu_ticks for pid in self.known if (p := _read_proc(Path(f"/proc/{pid}"))) is not None)
-        self.used = max(self.used, ticks / _CLK_TCK)
-        return self.used
-
-    def _scan(self) -> None:
-        children: dict[int, list[int]] = {}
-        for p in processes():
-            children.setdefault(p.ppid, []).append(p.pid)
-        tree, todo = set(), [self.root]
-        while todo:
-            pid = todo.pop()
-            tree.add(pid)
-            todo += [c for c in children.get(pid, []) if c not in tree]
-        self.known, self.scanned = tree, time.monotonic()

@@ -9,7 +9,6 @@ would be most of their start-up.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from challenge.errors import ChallengeError
+from challenge.files import write_with
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,8 @@ def check_model_name(name: str) -> None:
 
 def save_net(net: nn.Module, spec: NetSpec, data_config: dict[str, Any], path: Path, **extra: Any) -> None:
     """Atomic write of weights + architecture + data config (+ metrics or provenance in `extra`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"spec": asdict(spec), "data_config": data_config, "state_dict": state, **extra}, tmp)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: torch.save({"spec": asdict(spec), "data_config": data_config, "state_dict": state, **extra}, tmp))
 
 
 def load_net(path: Path) -> tuple[nn.Module, NetSpec, dict[str, Any]]:

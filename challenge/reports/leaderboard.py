@@ -27,6 +27,8 @@ from typing import Any, Iterable
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from challenge.files import write_atomic
+
 _UNLEARNED, _RETRAINED = "#d95f02", "#1b9e77"
 
 
@@ -240,5 +242,5 @@ def write_html(title: str, rows: list[dict[str, Any]], results: dict[str, dict[s
             parts += [f'<h2 id="{html.escape(str(row["name"]))}">{html.escape(str(row["name"]))}</h2>', _img(plot, f"epsilon histogram and confidence distributions of {row['name']}")]
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts), encoding="utf-8")
+    write_atomic(out, "\n".join(parts))
     return out

@@ -11,7 +11,6 @@ each scoring prices its own budget in its own process, so neither depends on how
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -21,10 +20,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from challenge.errors import ChallengeError
+from challenge.files import write_json
 from challenge.parallel import run_parallel
-from challenge.pool import Pool, build, format_summary, summary
-from challenge.report import leaderboard_table, rank, row_from_result, write_html
-from challenge.score import KIT_BASELINES, budget_exempt, score_submission
+from challenge.pool import Pool, build, summary
+from challenge.pool.build import format_summary
+from challenge.reports.leaderboard import (
+    leaderboard_table,
+    rank,
+    row_from_result,
+    write_html,
+)
+from challenge.scoring.scorer import KIT_BASELINES, budget_exempt, score_submission
 
 
 class Stages:
@@ -65,7 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report = write_html(f"Baselines: pool {pool.fingerprint}, N = {cfg.scorer.n_runs}", rows, results, out / "report.html")
     stages.add("report", time.perf_counter() - t)
     timings = stages.to_dict(workers, int(cfg.scorer.threads))
-    write_json(out / "timings.json", timings)
+    write_json(out / "timings.json", timings, indent=2)
     print(leaderboard_table(rows))
     print()
     print(format_timings(timings))
@@ -143,6 +149,3 @@ def format_timings(t: dict[str, Any]) -> str:
                  f"load average (1/5/15 min) {load('load_average_at_start')} at start, {load('load_average_at_end')} at end")
     return "\n".join(lines)
 
-
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2))

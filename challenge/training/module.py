@@ -1,7 +1,7 @@
 """The age predictor's training recipe: a LightningModule around the bare timm backbone.
 
 Submissions receive the bare backbone (`net`), as on Kaggle in 2023; this module only adds the
-loss, optimiser and schedule around it. The net and its file format are challenge.net.
+loss, optimiser and schedule around it. The net and its file format are challenge.training.net.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from challenge.net import NetSpec
+from challenge.training.net import NetSpec
 
 
 class AgePredictor(L.LightningModule):

@@ -1,7 +1,7 @@
 """The parent side of the ingestion child: run it in the sandbox under the meter, return the ledger.
 
 Shared by `challenge score` and the Codabench ingestion program, so that a submission is run,
-watched and charged the same way in both; whoever calls it judges the ledger with challenge.judge.
+watched and charged the same way in both; whoever calls it judges the ledger with challenge.scoring.judge.
 It imports no torch: the Codabench ingestion program stays light, and a file that cannot even be
 loaded is turned away in a fraction of a second.
 """
@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from challenge.budget import Meter
-from challenge.sandbox import Outcome, Sandbox
-from challenge.settings import Settings
+from challenge.files import write_json
+from challenge.scoring.budget import Meter
+from challenge.scoring.sandbox import Outcome, Sandbox
+from challenge.scoring.settings import Settings
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Ledger:
     imported: bool = False  # the child reached the import of the submission (past the kit's own start-up)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        write_json(path, asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> "Ledger":
@@ -41,9 +42,9 @@ class Ledger:
 
 def supervise(box: Sandbox, todo: list[int], settings: Settings, logs: dict[str, Path], charged_before: float = 0.0,
               on_run: Callable[[int, dict[str, Any]], None] | None = None) -> tuple[Outcome, Ledger]:
-    """Run `python -m challenge.ingestion inputs outputs` in `box`; charge it as it goes."""
+    """Run `python -m challenge.scoring.child inputs outputs` in `box`; charge it as it goes."""
     meter = Meter(box.outputs, todo, settings, charged_before, on_run=on_run)
-    argv = [sys.executable, "-m", "challenge.ingestion", box.inside(box.inputs), box.inside(box.outputs)]
+    argv = [sys.executable, "-m", "challenge.scoring.child", box.inside(box.inputs), box.inside(box.outputs)]
     outcome = box.run(argv, logs["stdout"], logs["stderr"], meter)
     meter.settle()
     ledger = Ledger(outcome=asdict(outcome), calibration=meter.calibration, runs=meter.records,

@@ -1,0 +1,1 @@
+"""The commands: thin Hydra entry points (`challenge <command>`, see challenge.cli) over the libraries."""

@@ -1,0 +1,210 @@
+"""The reference pool's folder: N retrained models' outputs, keyed by a fingerprint of their recipe.
+
+Scoring compares unlearned models with these retrained ones, so a pool must never need to be
+rebuilt and never be reused for another recipe: it lives under the cache in a folder named by a
+fingerprint of everything that changes its bits, and every entry is written atomically with a
+checksum, so that a damaged file is seen as missing (and retrained), never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import challenge
+from challenge.data.dataset import FaceData
+from challenge.errors import ChallengeError
+from challenge.files import content_hash, write_atomic
+
+# The only keys left out of the fingerprint: they cannot change a trained model's bits. Everything
+# else of data/model/trainer is in, so a changed recipe never silently reuses a pool trained otherwise.
+NOT_OUTPUT = {
+    "data": {"num_workers": "loader processes yield the same batches in the same order", "cache_dir": "where the data is kept, not what it is"},
+    "trainer": {
+        "enable_progress_bar": "display", "enable_model_summary": "display", "log_every_n_steps": "logging",
+        "default_root_dir": "where logs go", "enable_checkpointing": "the kit saves nets itself",
+        "num_sanity_val_steps": "the pool trains without validation", "accelerator": "replaced by the device type it resolves to",
+    },
+}
+
+
+def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
+    """Everything that changes the pool's bits: data content, split, model, recipe, device, threads, versions."""
+    def kept(group: str) -> dict[str, Any]:
+        return {k: v for k, v in OmegaConf.to_container(cfg[group], resolve=True).items() if k not in NOT_OUTPUT.get(group, {})}
+
+    data = kept("data")
+    data["source"] = dm.data_dir.name  # type + fields + folder content, as the data cache keys it
+    return {
+        "data": data,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "trainer": kept("trainer"),
+        "device": device_type(cfg),
+        "threads": int(cfg.pool.threads),  # the thread count changes a CPU model's bits
+        "original_seed": int(cfg.seed),
+        "first_seed": int(cfg.pool.first_seed),
+        "kit_version": challenge.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def device_type(cfg: DictConfig) -> str:
+    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator not in ("auto", "gpu"):
+        return accelerator
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if accelerator == "auto" and torch.backends.mps.is_available() else "cpu"
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    return content_hash(config)
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """One retrained model's outputs; `confidences` are logit-scaled, in forget-split order."""
+
+    seed: int
+    seconds: float
+    retain_acc: float
+    forget_acc: float
+    test_acc: float
+    confidences: np.ndarray
+    checksum: str
+
+
+class Pool:
+    """A folder of entries `models/seed-XXXXXX.npz`, the original model, and `pool.json`."""
+
+    def __init__(self, root: Path, config: dict[str, Any]):
+        self.root, self.config, self.fingerprint = root, config, fingerprint(config)
+
+    @classmethod
+    def for_config(cls, cfg: DictConfig, dm: FaceData) -> "Pool":
+        config = fingerprint_config(cfg, dm)
+        return cls(Path(cfg.paths.cache_dir) / "pools" / fingerprint(config), config)
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def original_path(self) -> Path:
+        return self.root / "original.pt"
+
+    def entry_path(self, seed: int) -> Path:
+        return self.root / "models" / f"seed-{seed:06d}.npz"
+
+    def claim_path(self, name: str) -> Path:
+        return self.root / "claims" / f"{name}.claim"
+
+    def checkpoint_path(self, seed: int) -> Path:
+        return self.root / "checkpoints" / f"seed-{seed:06d}.pt"
+
+    # -- reading -------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse a folder built for another configuration, naming what differs."""
+        manifest = self.root / "pool.json"
+        if not manifest.exists():
+            raise ChallengeError(f"no reference pool at {self.root}: build it with `challenge pool` and the same data/model overrides")
+        stored = json.loads(manifest.read_text())
+        if stored["fingerprint"] != self.fingerprint:
+            diff = sorted(_diff_keys(stored["config"], self.config))
+            raise ChallengeError(
+                f"the pool at {self.root} was built for another configuration (fingerprint {stored['fingerprint']}, "
+                f"expected {self.fingerprint}; differs in {', '.join(diff) or 'kit internals'}): build a pool for this one with `challenge pool`"
+            )
+
+    def entries(self, n: int | None = None) -> list[PoolEntry]:
+        """Valid entries in seed order; a damaged file is skipped (and will be retrained)."""
+        seeds = self.seeds(n if n is not None else self.size_on_disk())
+        out = []
+        for seed in seeds:
+            entry = read_entry(self.entry_path(seed))
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def seeds(self, n: int) -> list[int]:
+        return [int(self.config["first_seed"]) + i for i in range(n)]
+
+    def size_on_disk(self) -> int:
+        models = self.root / "models"
+        return len(list(models.glob("seed-*.npz"))) if models.exists() else 0
+
+    def require(self, n: int) -> list[PoolEntry]:
+        """The first n entries, or a message saying how to build them."""
+        self.check()
+        if not self.original_path.exists():
+            raise ChallengeError(f"the pool at {self.root} has no original model yet: run `challenge pool` to build it")
+        entries = self.entries(n)
+        if len(entries) < n:
+            raise ChallengeError(f"the pool has {len(entries)} of the {n} retrained models needed: run `challenge pool pool.size={n}`")
+        return entries
+
+    def confidences(self, n: int) -> np.ndarray:
+        """[n models, K forget examples] logit-scaled confidences for the metric."""
+        return np.stack([e.confidences for e in self.require(n)])
+
+    def mean_retrain_seconds(self, n: int | None = None) -> float:
+        entries = self.entries(n)
+        if not entries:
+            raise ChallengeError(f"the pool at {self.root} has no retrained models: run `challenge pool`")
+        return float(np.mean([e.seconds for e in entries]))
+
+    # -- writing -------------------------------------------------------------------------
+    def create(self) -> None:
+        """Write `pool.json` once; a second process finds it and checks it instead."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        manifest = self.root / "pool.json"
+        if manifest.exists():
+            self.check()
+            return
+        write_atomic(manifest, json.dumps({"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def commit(self, entry: PoolEntry) -> None:
+        buf = io.BytesIO()
+        meta = {k: getattr(entry, k) for k in ("seed", "seconds", "retain_acc", "forget_acc", "test_acc")}
+        np.savez(buf, confidences=entry.confidences, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), checksum=np.frombuffer(entry.checksum.encode(), dtype=np.uint8))
+        write_atomic(self.entry_path(entry.seed), buf.getvalue())
+
+
+def read_entry(path: Path) -> PoolEntry | None:
+    """None for a missing or damaged entry: the checksum covers the outputs and the metrics."""
+    try:
+        with np.load(path) as z:
+            conf, meta_bytes, checksum = z["confidences"], z["meta"].tobytes(), z["checksum"].tobytes().decode()
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if _checksum(conf, meta_bytes) != checksum:
+        return None
+    return PoolEntry(confidences=conf, checksum=checksum, **json.loads(meta_bytes))
+
+
+def make_entry(seed: int, seconds: float, metrics: dict, confidences: np.ndarray) -> PoolEntry:
+    meta = {"seed": seed, "seconds": seconds, "retain_acc": metrics["retain"]["acc"], "forget_acc": metrics["forget"]["acc"], "test_acc": metrics["test"]["acc"]}
+    conf = np.ascontiguousarray(confidences, dtype=np.float64)
+    return PoolEntry(confidences=conf, checksum=_checksum(conf, json.dumps(meta).encode()), **meta)
+
+
+def _checksum(conf: np.ndarray, meta: bytes) -> str:
+    return hashlib.sha256(np.ascontiguousarray(conf, dtype=np.float64).tobytes() + meta).hexdigest()
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for k in a.keys() | b.keys():
+            out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
+
+
