@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +38,7 @@ RUNTIME = {
     "returns_not_model.py": ([], "not_a_model", "run 0: unlearning returned OrderedDict, not a torch.nn.Module"),
     "wrong_architecture.py": ([], "wrong_architecture", "does not fit test_resnet: 92 missing tensors (e.g. conv1.0.weight), 2 unexpected (e.g. 1.weight)"),
     "nan_outputs.py": ([], "non_finite", "contain NaN or infinity"),
-    "sleeps.py": (["scorer.budget_seconds=1", "scorer.wall_slack=1"], "timeout", "of wall-clock time using only 0.0 s of CPU: a run may wait"),
+    "sleeps.py": (["scorer.budget_seconds=1", "scorer.wall_slack=1"], "timeout", "of wall-clock time (not counting waits for a busy CPU) using only 0.0 s of CPU: a run may idle"),
     "infinite_loop.py": (["scorer.budget_seconds=0.5"], "timeout", "was stopped"),
     "twice_the_budget.py": (["scorer.budget_seconds=0.5"], "timeout", "finished run(s) cost"),
     # Priced budgets: the tiny recipe's retrain is 3 steps (about 0.1 CPU s); the template's one epoch costs as much.
@@ -132,6 +133,22 @@ def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runti
     assert b["used_budgets"] < 3
     text = format_result(r)
     assert "budget per run" in text and "retrain, calibrated" in text and "per run (% of budget)" in text
+
+
+def test_a_run_slowed_by_machine_load_is_not_stopped_by_the_wall_clock(tiny_pool: None, tmp_path: Path) -> None:
+    """Busy processes in sessions of their own (so the scheduler shares the cores among them) make
+    each 0.4-CPU-second run take several times that by the wall clock; the wall-clock cap
+    (budget_cap × wall_slack × budget = 0.75 s here) discounts the time the child waited for a CPU."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(3 * (os.cpu_count() or 1))]
+    try:
+        r = score(tmp_path, SUBMISSIONS / "busy_for_0_4_cpu_seconds.py", "scorer.budget_seconds=0.5", "scorer.budget_cap=1.5", "scorer.wall_slack=1")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert r["status"] == "scored", r["message"]
+    assert max(r["timing"]["run_seconds"]) > 0.75  # the load was real: by the child's own wall clock, past the cap
+    assert all(0.3 <= c <= 0.6 for c in r["budget"]["run_cost"]), r["budget"]["run_cost"]  # charged its CPU seconds, not the wait
 
 
 def test_raised_traceback_is_in_the_log(runtime_results: dict[str, dict]) -> None:

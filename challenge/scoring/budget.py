@@ -165,13 +165,14 @@ class Meter:
         self.pos, self.running = 0, False
         self.cpu_at_import: float | None = None
         self.run_cpu = self.run_wall = 0.0
-        self.since = time.monotonic()
+        self.since = self.now = time.monotonic()
         self.records: dict[int, dict[str, float]] = {}
         self.cpu = 0.0
         self.calibration: dict[str, Any] | None = None
 
     def __call__(self, tree: Any) -> str | None:
-        now = time.monotonic()
+        # The wall clock, less the time the child waited for a CPU (load it did not cause).
+        self.now = now = time.monotonic() - tree.starved_seconds()
         self.cpu = cpu = tree.cpu_seconds()
         self._take_calibration(cpu)
         stopped = self._advance(cpu, now)
@@ -229,20 +230,20 @@ class Meter:
             if cost > b.cap * b.per_run:
                 return f"run {index} was stopped after {cost:.1f} s, over the cap of {b.cap:g} × its budget of {b.per_run:.2f} s ({b.rule})"
             if wall > b.cap * b.wall_slack * b.per_run and cost < b.per_run:
-                return (f"run {index} was stopped after {wall:.1f} s of wall-clock time using only {cost:.1f} s of CPU: a run may wait "
-                        f"(sleep, I/O) at most {b.wall_slack:g} × {b.cap:g} × its budget of {b.per_run:.2f} s ({b.rule})")
+                return (f"run {index} was stopped after {wall:.1f} s of wall-clock time (not counting waits for a busy CPU) using only "
+                        f"{cost:.1f} s of CPU: a run may idle (sleep, I/O) at most {b.wall_slack:g} × {b.cap:g} × its budget of {b.per_run:.2f} s ({b.rule})")
             used = self.charged(now)
             if used > self.s.n_runs:
                 done = len(self.records)
                 return (f"the submission used {used:.1f} budgets by run {index}, more than its {self.s.n_runs} runs may "
                         f"({self.s.n_runs} × {b.per_run:.2f} s, {b.rule}), and was stopped{_mean_text(self.records, done)}")
-        if not self.running and now - self.since > self.s.startup_seconds:
+        if not self.running and now - self.since > self.s.startup_seconds:  # also net of the waits for a CPU
             return f"the submission spent more than scorer.startup_seconds={self.s.startup_seconds:g} s outside unlearning() (loading or saving) and was stopped"
         return None
 
     def settle(self) -> None:
         """After the child's end: the markers written since the last poll, at the last reading."""
-        self._advance(self.cpu, time.monotonic())
+        self._advance(self.cpu, self.now)
 
     def outside_budgets(self) -> float:
         """What this child charged outside its runs (import, the kit's loading and saving), in budgets."""

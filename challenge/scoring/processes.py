@@ -67,12 +67,26 @@ class ProcessTree:
     loses nothing that the tree waited for; the total is kept monotone across that hand-over.
     The full /proc scan that finds new descendants runs every `rescan` seconds; in between only
     the known processes are read, which keeps a 20 Hz watchdog cheap on a busy host.
+
+    `starved_seconds` is the time the tree's processes were ready to run but waited for a CPU
+    (the scheduler's run-queue wait): machine load, never the participant's doing, so the
+    wall-clock caps discount it.
     """
 
     def __init__(self, root: int, rescan: float = 0.5):
         self.root, self.rescan = root, rescan
         self.known: set[int] = {root}
-        self.scanned, self.used = -float("inf"), 0.0
+        self.scanned, self.used, self.starved = -float("inf"), 0.0, 0.0
+
+    def starved_seconds(self) -> float:
+        waits = 0
+        for pid in self.known:
+            try:
+                waits += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        self.starved = max(self.starved, waits / 1e9)
+        return self.starved
 
     def cpu_seconds(self) -> float:
         if time.monotonic() - self.scanned >= self.rescan:
