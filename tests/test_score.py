@@ -208,8 +208,10 @@ def test_same_submission_seeds_and_pool_give_identical_numbers(tiny_pool: None, 
     first = score(tmp_path / "a", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
     second = score(tmp_path / "b", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
     assert first["timing"]["reused_runs"] == second["timing"]["reused_runs"] == 0
-    for key in ("status", "score", "runs", "examples", "settings", "pool"):
+    for key in ("status", "score", "examples", "settings", "pool"):
         assert first[key] == second[key], key
+    measured = ("cost", "cost_fraction")  # CPU seconds: the one thing in a run that is measured, not computed
+    assert [{k: v for k, v in r.items() if k not in measured} for r in first["runs"]] == [{k: v for k, v in r.items() if k not in measured} for r in second["runs"]]
 
 
 @pytest.mark.slow
@@ -219,7 +221,8 @@ def test_killed_scorer_resumes_without_rerunning_finished_runs(tiny_pool: None, 
     args = ["score", str(submission), *SCORE]
     proc = subprocess.Popen([str(CHALLENGE), *args, f"hydra.run.dir={tmp_path}/1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     outputs = _child_outputs(proc, submission)
-    while not (outputs / "run-0000.json").exists():
+    charged = outputs.parent.parent / "ledger" / "run-0000.json"  # what the scorer's meter charged: a run is finished then
+    while not ((outputs / "run-0000.json").exists() and charged.exists()):
         assert proc.poll() is None, "the scorer finished before it could be killed"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
