@@ -40,7 +40,13 @@ NOT_OUTPUT = {
 def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
     """Everything that changes the pool's bits: data content, split, model, recipe, device, threads, versions."""
     def kept(group: str) -> dict[str, Any]:
-        return {k: v for k, v in OmegaConf.to_container(cfg[group], resolve=True).items() if k not in NOT_OUTPUT.get(group, {})}
+        """Resolved key by key, so that a left-out key (e.g. a run folder of Hydra's) is never resolved."""
+        node, out = cfg[group], {}
+        for k in node:
+            if k not in NOT_OUTPUT.get(group, {}):
+                v = node[k]
+                out[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        return out
 
     data = kept("data")
     data["source"] = dm.data_dir.name  # type + fields + folder content, as the data cache keys it
