@@ -27,11 +27,9 @@ from challenge.scoring.judge import (
     evaluate,
     judge_budget,
     judge_end,
-    kit_failure,
     load_weights,
     read_failure,
     reference_tensors,
-    run_budget,
     score,
 )
 from challenge.scoring.sandbox import Outcome
@@ -88,13 +86,9 @@ def score_runs(res: Path, ref: Path) -> dict[str, float]:
     if not (res / LEDGER).is_file():  # the ingestion turned the zip away before running anything
         raise Verdict(*(failure or ("crashed", "the ingestion program left no ledger: it ended before running the submission")))
     ledger = Ledger.read(res / LEDGER)
-    outcome = Outcome(**ledger.outcome)
-    if not ledger.imported and failure is None:
-        raise kit_failure(outcome, s, Path(logs["stderr"]))
     missing = [i for i in range(s.n_runs) if not all((runs / f"{run_name(i)}{ext}").is_file() for ext in (".pt", ".json")) or i not in ledger.runs]
-    judge_end(outcome, failure, missing, s.limits, logs)
-    charged = [{**ledger.runs[i], "budget": run_budget(ledger.runs[i], s)} for i in range(s.n_runs)]
-    judge_budget(charged, ledger.outside_budgets, s.n_runs, s.budget_exempt)
+    judge_end(Outcome(**ledger.outcome), ledger.imported, failure, missing, s, logs)
+    charged = judge_budget([ledger.runs[i] for i in range(s.n_runs)], ledger.outside_budgets, s)
     data = torch.load(ref / "reference.pt", map_location="cpu", weights_only=True)
     spec = NetSpec(**rules["spec"])
     evals = [evaluate(load_weights(spec, runs / f"{run_name(i)}.pt", i), data, i, s.seed(i), s.eval_batch_size) for i in range(s.n_runs)]

@@ -104,6 +104,13 @@ def calibrate(net: Any, dataset: Any, batch_size: int, plan: dict[str, Any], dev
 
 
 # -- the budget --------------------------------------------------------------------------------------
+def per_run_seconds(settings: Any, retrain_seconds: float | None) -> float | None:
+    """The fixed budget, or the fraction of a retrain's price; None when neither is known."""
+    if settings.budget_seconds is not None:
+        return float(settings.budget_seconds)
+    return None if retrain_seconds is None else float(settings.budget_fraction) * float(retrain_seconds)
+
+
 @dataclass(frozen=True)
 class Budget:
     """One attempt's budget, in the clock's seconds; `retrain_seconds` None when it was set by hand."""
@@ -121,11 +128,11 @@ class Budget:
         """From scorer.budget_seconds, or from the child's calibration and scorer.budget_fraction."""
         common = {"cap": settings.budget_cap, "wall_slack": settings.wall_slack, "exempt": settings.budget_exempt}
         if settings.budget_seconds is not None:
-            return cls(float(settings.budget_seconds), f"scorer.budget_seconds={settings.budget_seconds:g}", clock=(calibration or {}).get("clock", "cpu"), **common)
+            return cls(per_run_seconds(settings, None), f"scorer.budget_seconds={settings.budget_seconds:g}", clock=(calibration or {}).get("clock", "cpu"), **common)
         r = float(calibration["retrain_seconds"])
         rule = (f"{settings.budget_fraction:g} × retraining's cost {r:.2f} s here "
                 f"({calibration['steps_per_retrain']} steps × {calibration['per_step_seconds'] * 1000:.1f} ms, timed before the file was imported)")
-        return cls(float(settings.budget_fraction) * r, rule, clock=calibration["clock"], retrain_seconds=r, **common)
+        return cls(per_run_seconds(settings, r), rule, clock=calibration["clock"], retrain_seconds=r, **common)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

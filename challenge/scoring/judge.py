@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from challenge.errors import ChallengeError, Verdict
+from challenge.scoring.budget import per_run_seconds
 from challenge.scoring.budget import verdict as budget_verdict
 from challenge.scoring.child import CHILD_STATUSES
 from challenge.scoring.metric import (
@@ -50,19 +51,25 @@ def read_failure(path: Path) -> tuple[str, str] | None:
     return status, message.splitlines()[0][:500]
 
 
-def judge_end(outcome: Outcome, failure: tuple[str, str] | None, missing: list[int], limits: Any, logs: dict[str, str]) -> None:
-    """The verdict on a child that ended before finishing, or silence if it finished cleanly."""
+def judge_end(outcome: Outcome, imported: bool, failure: tuple[str, str] | None, missing: list[int], settings: Any, logs: dict[str, str]) -> None:
+    """The verdict on a child that ended before finishing, or silence if it finished cleanly.
+
+    A child that died before the submission was imported, without reporting a failure of the file,
+    is no verdict at all: the organiser's limits do not fit the kit (ChallengeError, see kit_failure).
+    """
+    if not imported and failure is None:
+        raise kit_failure(outcome, settings, Path(logs["stderr"]))
     if outcome.stopped:
         raise Verdict("timeout", outcome.stopped)
     if outcome.flooded:
-        raise Verdict("flooded", f"the submission wrote more than {limits.log_cap_bytes} bytes to {outcome.flooded} and was stopped (scorer.log_cap_bytes; the start is in {logs[outcome.flooded]})")
+        raise Verdict("flooded", f"the submission wrote more than {settings.log_cap_bytes} bytes to {outcome.flooded} and was stopped (scorer.log_cap_bytes; the start is in {logs[outcome.flooded]})")
     if failure:
         status, message = failure
         raise Verdict(status, f"{message} (traceback in {logs['stderr']})" if status == "raised" else message)
     if outcome.oom_killed:
-        raise Verdict("memory", f"the submission went over scorer.memory_mb={limits.memory_mb} MB and was killed")
+        raise Verdict("memory", f"the submission went over scorer.memory_mb={settings.memory_mb} MB and was killed")
     if outcome.signal == signal.SIGXFSZ:
-        raise Verdict("file_too_large", f"the submission wrote a file over scorer.file_size_mb={limits.file_size_mb} MB and was killed")
+        raise Verdict("file_too_large", f"the submission wrote a file over scorer.file_size_mb={settings.file_size_mb} MB and was killed")
     if outcome.leftovers:
         raise Verdict("left_processes", f"the submission left {len(outcome.leftovers)} process(es) running after it exited ({', '.join(outcome.leftovers[:3])}); they were killed")
     if outcome.returncode != 0 or missing:
@@ -92,18 +99,18 @@ def kit_failure(outcome: Outcome, settings: Any, stderr: Path) -> ChallengeError
 _MEMORY_WORDS = ("memory", "cannot map", "cannot allocate", "mmap", "failed to map")
 
 
-def judge_budget(runs: list[dict[str, float]], outside_budgets: float, n_runs: int, exempt: bool) -> None:
-    message = budget_verdict(runs, outside_budgets, n_runs, exempt)
+def judge_budget(charges: list[dict[str, Any]], outside_budgets: float, settings: Any) -> list[dict[str, Any]]:
+    """Each run's charge with its budget under these settings; a timeout Verdict if they do not fit."""
+    runs = [{**c, "budget": run_budget(c, settings)} for c in charges]
+    message = budget_verdict(runs, outside_budgets, settings.n_runs, settings.budget_exempt)
     if message:
         raise Verdict("timeout", message)
+    return runs
 
 
 def run_budget(record: dict[str, Any], settings: Any) -> float | None:
     """A run's budget under these settings: the fixed one, or the fraction of its own attempt's price."""
-    if settings.budget_seconds is not None:
-        return float(settings.budget_seconds)
-    r = record.get("retrain_seconds")
-    return None if r is None else float(settings.budget_fraction) * float(r)
+    return per_run_seconds(settings, record.get("retrain_seconds"))
 
 
 def read_record(path: Path, index: int, keys: tuple[str, ...]) -> dict[str, float] | None:

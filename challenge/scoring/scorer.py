@@ -40,7 +40,6 @@ from challenge.scoring.judge import (
     evaluate,
     judge_budget,
     judge_end,
-    kit_failure,
     load_weights,
     read_failure,
     read_record,
@@ -188,10 +187,8 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, logs:
             write_atomic(work.root / "calibration.json", json.dumps(ledger.calibration))
         work.salvage()
         try:
-            failure = read_failure(outputs / "failure.json")
-            if not ledger.imported and failure is None:
-                raise kit_failure(outcome, s, logs["stderr"])
-            judge_end(outcome, failure, [i for i in todo if not work.has_run(i)], s.limits, {k: str(v) for k, v in logs.items()})
+            missing = [i for i in todo if not work.has_run(i)]
+            judge_end(outcome, ledger.imported, read_failure(outputs / "failure.json"), missing, s, {k: str(v) for k, v in logs.items()})
         finally:
             shutil.rmtree(work.attempt, ignore_errors=True)  # a copy of the data: no use once judged
         outside = ledger.outside_budgets
@@ -202,10 +199,7 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, logs:
         raise Verdict("crashed", f"run {broken}'s record is unreadable")
     for key in RUN_TIMES:
         timing[f"run_{key}"] = [r[key] for r in records]
-    runs = [{**c, "budget": run_budget(c, s)} for c in charges]
-    section = budget_section(work, s, runs, outside)
-    judge_budget(runs, outside, s.n_runs, s.budget_exempt)
-    return section
+    return budget_section(work, s, judge_budget(charges, outside, s), outside)
 
 
 def budget_section(work: Work, s: Settings, runs: list[dict[str, Any]], outside: float) -> dict[str, Any]:
