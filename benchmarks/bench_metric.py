@@ -6,6 +6,9 @@ Realistic confidences (normal with per-example locations and unlearning shifts, 
 tied and saturated examples) for N = 16, 64 and 512 models. The published scorer's seconds per
 example come from its own timings stored with the fixtures; the fast path is also checked,
 example by example, against the slow reference transcription kept in tests/test_metric.py.
+Then evaluate_forgetting with its 200-replicate interval (the two-way bootstrap, replicates
+stacked as columns of one epsilon problem) against the former interval's loop (one full epsilon
+computation per replicate, models only), at N = 16, K = 100 and N = 512, K = 1,000.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.scoring.metric import per_example_epsilon
+from challenge.scoring.epsilon import DELTA, _epsilons
+from challenge.scoring.metric import (
+    evaluate_forgetting,
+    forget_score,
+    per_example_epsilon,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = np.load(ROOT / "tests" / "fixtures" / "epsilon_public.npz")
@@ -76,6 +84,29 @@ def main() -> None:
         same = np.array_equal(slow(u[:, pick], r[:, pick]), eps[pick])
         print(f"{n:>5} {seconds:>8.3f} {k / seconds:>11.0f} {peak:>8.1f} {ref:>9.3f} {ref * k / seconds:>9.0f}x  "
               f"{'identical' if same else 'DIFFERENT'} on {n_checked} examples")
+    bench_interval()
+
+
+def former_interval_loop(u: np.ndarray, r: np.ndarray, n_bootstrap: int, seed: int = 0) -> np.ndarray:
+    """The models-only replicates as the scorer drew them before the two-way bootstrap: one call each."""
+    rng, n = np.random.default_rng(seed), u.shape[0]
+    return np.array([forget_score(_epsilons(u[rng.integers(0, n, n)], r[rng.integers(0, n, n)], DELTA, "grid"), n) for _ in range(n_bootstrap)])
+
+
+def bench_interval(n_bootstrap: int = 200) -> None:
+    print(f"\nevaluate_forgetting with n_bootstrap = {n_bootstrap}")
+    print(f"{'N':>5} {'K':>5} {'seconds':>8} {'former s':>9} {'speed-up':>9}  interval (two-way)")
+    for n, k in ((16, 100), (512, 1000)):
+        u, r = realistic(n, k, seed=n)
+        acc = [0.9] * n
+        start = time.perf_counter()
+        res = evaluate_forgetting(u, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc, test_acc_retrained=acc, n_bootstrap=n_bootstrap)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        former_interval_loop(u, r, n_bootstrap)
+        former = time.perf_counter() - start
+        lo, hi = res.forget_quality_ci
+        print(f"{n:>5} {k:>5} {seconds:>8.2f} {former:>9.2f} {former / seconds:>8.1f}x  F {res.forget_quality:.4f} [{lo:.4f}, {hi:.4f}]")
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
     score = {"final_score": final, "forget_quality": f, "forget_quality_ci": list(ci), "retain_ratio": 0.9, "test_ratio": 0.95,
              "ci_level": 0.95, "n_bootstrap": 20, "mia": 0.5, "mia_per_run": [0.5] * 3, "mia_note": ""}
     examples = {"image_id": [0, 1], "person_id": [7, 7], "epsilon": [0.4, 1.2], "unlearned_confidence": [0.1, 0.2], "retrained_confidence": [0.1, 0.3]}
-    return {"status": "scored", "message": f"final score {final:.4f}", "score": score, "examples": examples,
+    return {"status": "scored", "message": f"final score {final:.4f}", "score": score, "examples": examples, "forget_confidences": "forget_confidences.npz",
             "runs": [{"index": i, "seed": i, "retain_acc": 0.5, "forget_acc": 0.2, "test_acc": 0.4, "mia": 0.5} for i in range(3)],
             "budget": {"run_cost": [1.0, 1.2, 1.1], "per_run": 5.0, "used_budgets": 0.66}}
 
@@ -309,6 +309,7 @@ def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_pa
     assert table.index("owls") < table.index("bats") < table.index("cats")
     assert "owls_v3.py" not in table  # only a team's best submission is ranked
     assert "private scores hidden" in table and "final ranking" not in table
+    assert "P(F > next)" in table and "CI overlap ≈" in table  # no kept confidences in this store: intervals decide
     assert "newts" in table and "yaks" in table
     early = run_cli("competition", "finalize", *overrides)
     assert early.returncode == 2 and "1 submission(s) are still queued or running" in early.stderr
@@ -320,6 +321,29 @@ def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_pa
     assert "final ranking" in fin.stdout
     private = fin.stdout[fin.stdout.index("private phase"):]
     assert private.index("cats") < private.index("bats") < private.index("owls")  # 0.35 > 0.12 > 0.10
+
+
+def test_standings_compare_neighbours_paired_from_the_workers_folders(tmp_path: Path) -> None:
+    """Confidences kept where the worker has the scorer write (root/submissions/<id>/<phase>/) for owls
+    (#1) and bats (#2): that pair is compared paired; bats against cats (none kept) by intervals."""
+    import numpy as np
+
+    from challenge.competition.leaderboard import standings
+    from challenge.scoring.compare import Confidences, compare_kept, write_confidences
+
+    stored_competition(tmp_path)
+    rng = np.random.default_rng(0)
+    loc = rng.normal(2, 3, 30)
+    r = rng.normal(loc, 1.0, (16, 30))
+    kept = {sid: Confidences(rng.normal(loc + shift, 1.0, (16, 30)), r, "pool-1") for sid, shift in ((1, 0.0), (2, 0.5))}
+    for sid, c in kept.items():
+        write_confidences(tmp_path / "submissions" / str(sid) / "public" / "forget_confidences.npz", c)
+    rows, _ = standings(Store(tmp_path / "competition.db"), "public", root=tmp_path)
+    assert [r["team"] for r in rows[:3]] == ["owls", "bats", "cats"]
+    assert rows[0]["compared"] == "paired" and rows[0]["p_next"] == compare_kept(kept[1], kept[2], n_bootstrap=20).p_a_above
+    assert rows[1]["compared"] == "intervals" and rows[1]["p_next"] is None
+    without, _ = standings(Store(tmp_path / "competition.db"), "public")
+    assert without[0]["compared"] == "intervals"
 
 
 def test_leaderboard_page_shows_every_team_in_headless_chromium(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -135,3 +136,44 @@ def test_the_same_seed_has_the_same_bits_however_the_pool_is_built(tmp_path: Pat
     assert (first.retain_acc, first.forget_acc, first.test_acc) == (second.retain_acc, second.forget_acc, second.test_acc)
     originals = [torch.load(cache / "pools" / a.parent.parent.name / "original.pt", weights_only=True)["state_dict"] for cache in (alone, sweep)]
     assert all(torch.equal(originals[0][k], originals[1][k]) for k in originals[0])
+
+
+# -- the reference figures -----------------------------------------------------------------------
+def test_an_entry_keeps_every_parts_figures_and_train_is_retain_and_forget_weighted(tmp_path: Path) -> None:
+    from challenge.pool import make_entry
+
+    pool = Pool(tmp_path, {"first_seed": 1000})
+    metrics = {"retain": {"acc": 0.5, "confidence": 0.4, "n": 30}, "forget": {"acc": 0.8, "confidence": 0.7, "n": 10},
+               "test": {"acc": 0.25, "confidence": 0.3, "n": 8}, "val": {"acc": 0.1, "confidence": 0.1, "n": 4}}
+    pool.commit(make_entry(1000, 2.0, metrics, np.arange(4.0)))
+    (entry,) = pool.entries(1)
+    assert entry.metrics["train"] == {"acc": 0.575, "confidence": pytest.approx(0.475), "n": 40}  # (30·0.5 + 10·0.8) / 40
+    assert sorted(entry.metrics) == ["forget", "retain", "test", "train"]  # val is the participants' own
+    assert entry.metrics["forget"] == metrics["forget"]
+
+
+def test_a_pool_of_an_older_kit_is_read_and_its_missing_figures_named_in_one_line(tmp_path: Path) -> None:
+    """An entry as the kit wrote it before `metrics` (same npz, same checksum rule) stays valid;
+    the reference keeps the accuracies it has and names everything else, with the way to fix it."""
+    from challenge.pool.build import format_summary, summary
+
+    pool = Pool(tmp_path, {"first_seed": 1000})
+    pool.create()
+    conf = np.arange(5.0)
+    for seed, acc in ((1000, 0.5), (1001, 0.7)):
+        meta = json.dumps({"seed": seed, "seconds": 1.0, "retain_acc": acc, "forget_acc": 0.25, "test_acc": 0.375}).encode()
+        checksum = hashlib.sha256(conf.tobytes() + meta).hexdigest().encode()
+        pool.entry_path(seed).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(pool.entry_path(seed), confidences=conf, meta=np.frombuffer(meta, np.uint8), checksum=np.frombuffer(checksum, np.uint8))
+    assert [e.metrics for e in pool.entries(2)] == [None, None]
+    s = summary(pool, 2)
+    ref = s["reference"]
+    assert ref["retrained"]["retain"] == {"acc": 0.6, "confidence": None}
+    assert (ref["retrained"]["forget"]["acc"], ref["retrained"]["test"]["acc"], ref["retrained"]["train"]["acc"]) == (0.25, 0.375, None)
+    assert ref["original"]["test"] == {"acc": None, "confidence": None}  # no original.pt at all
+    assert ref["missing"].startswith(f"the pool at {tmp_path} does not store original.train.acc, original.train.confidence,")
+    assert "retrained.train.acc, retrained.train.confidence, retrained.retain.confidence" in ref["missing"]
+    assert "retrained.retain.acc" not in ref["missing"] and "\n" not in ref["missing"]
+    lines = format_summary(s).splitlines()
+    assert lines[4].split() == ["retrained", "—", "—", "0.600", "—", "0.250", "—", "0.375", "—"]
+    assert lines[5] == ref["missing"] and len(lines) == 6

@@ -92,3 +92,27 @@ def test_bad_split_settings_name_the_setting(spec: dict, match: str) -> None:
 def test_too_many_forget_identities_is_refused(faces: FaceImages) -> None:
     with pytest.raises(ChallengeError, match="forget_identities=10000"):
         make_split(faces, SplitSpec(forget_identities=10000))
+
+
+def test_identity_holdout_keeps_every_person_in_one_part(faces: FaceImages) -> None:
+    s = make_split(faces, SplitSpec(seed=2, holdout="identities"))
+    pid = faces.person_ids.numpy()
+    people = [set(pid[part].tolist()) for part in (s.train, s.val, s.test)]
+    assert all(a.isdisjoint(b) for i, a in enumerate(people) for b in people[i + 1:])
+    assert sorted(np.concatenate([s.train, s.val, s.test]).tolist()) == list(range(len(faces)))
+    assert abs(len(s.test) - 0.2 * len(faces)) < 6  # cut at the first person boundary after 20%
+
+
+def test_forget_people_out_of_holdout_take_their_val_and_test_images_along(faces: FaceImages) -> None:
+    kept, moved = make_split(faces, SplitSpec(seed=4)), make_split(faces, SplitSpec(seed=4, forget_in_holdout=False))
+    pid = faces.person_ids.numpy()
+    assert kept.forget_identities == moved.forget_identities
+    assert np.isin(pid[np.concatenate([kept.val, kept.test])], kept.forget_identities).any()  # the 2023 split leaves some
+    assert not np.isin(pid[np.concatenate([moved.val, moved.test])], moved.forget_identities).any()
+    assert set(np.flatnonzero(np.isin(pid, moved.forget_identities)).tolist()) == set(moved.forget.tolist())
+    assert np.array_equal(kept.retain, moved.retain)
+
+
+def test_an_unknown_holdout_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ChallengeError, match=r"data.split.holdout must be one of images, identities, got 'people'"):
+        SplitSpec(holdout="people")

@@ -24,6 +24,7 @@ from challenge.files import write_json
 from challenge.parallel import run_parallel
 from challenge.pool import Pool, build, summary
 from challenge.pool.build import format_summary
+from challenge.pool.folder import pool_models
 from challenge.reports.leaderboard import (
     leaderboard_table,
     rank,
@@ -67,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     stages.add("scoring", time.perf_counter() - t, f"{len(files)} methods × {cfg.scorer.n_runs} runs, {workers} workers")
 
     t = time.perf_counter()
-    rows = rank(row_from_result(name, results[name]) for name in files)
+    rows = rank(row_from_result(name, results[name], out / name) for name in files)  # out/<method>/: its kept confidences
     report = write_html(f"Baselines: pool {pool.fingerprint}, N = {cfg.scorer.n_runs}", rows, results, out / "report.html")
     stages.add("report", time.perf_counter() - t)
     timings = stages.to_dict(workers, int(cfg.scorer.threads))
@@ -90,8 +91,8 @@ def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:
     pool.create()
     n = int(cfg.pool.size)
     t = time.perf_counter()
-    done = build(cfg, pool, n, workers)
-    if len(pool.entries(n)) < n or not pool.original_path.exists():
+    done = build(cfg, pool, pool_models(cfg), workers)
+    if len(pool.entries(pool_models(cfg))) < pool_models(cfg) or not pool.original_path.exists():
         raise ChallengeError(f"the pool at {pool.root} is incomplete (another process holds some seeds): run `challenge baseline` again when it has finished")
     original = done["original_seconds"]
     stages.add("original", original or 0.0, "trained (alongside the first pool models)" if original is not None else "reused")

@@ -20,7 +20,7 @@ from challenge.competition.rules import (
     read_file,
 )
 from challenge.competition.store import Store
-from challenge.competition.worker import db_path
+from challenge.competition.worker import competition_root, db_path
 from challenge.errors import ChallengeError
 
 
@@ -102,7 +102,7 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     public = all_phases[0].name
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
-    tables = {p.name: standings(store, public, p.name) for p in shown}
+    tables = {p.name: standings(store, public, p.name, competition_root(cfg)) for p in shown}  # root: the kept confidences
     for p in shown:
         label = "final ranking" if finalized and p is all_phases[-1] else "leaderboard"
         print(f"{cfg.competition.title}: {p.name} phase, {label}")
@@ -118,7 +118,7 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()})
 
 
-_WANDB_COLUMNS = ("rank", "team", "name", "status", "final_score", "forget_quality", "f_ci_low", "f_ci_high", "overlap", "retain_ratio", "test_ratio", "seconds_per_run", "submitted")
+_WANDB_COLUMNS = ("rank", "team", "name", "status", "final_score", "forget_quality", "f_ci_low", "f_ci_high", "overlap", "p_next", "close", "f_of_ceiling", "retain_ratio", "test_ratio", "seconds_per_run", "submitted")
 
 
 def log_to_wandb(cfg: DictConfig, tables: dict[str, list[dict[str, Any]]]) -> None:

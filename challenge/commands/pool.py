@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from challenge.data.dataset import FaceData
 from challenge.files import write_json
 from challenge.pool.build import build, default_workers, format_summary, summary
-from challenge.pool.folder import Pool
+from challenge.pool.folder import Pool, pool_models
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pool = Pool.for_config(cfg, dm)
     pool.create()
     n = int(cfg.pool.size)
-    built = build(cfg, pool, n, default_workers(cfg))
+    built = build(cfg, pool, pool_models(cfg), default_workers(cfg))
     result = summary(pool, n) | {"trained_here": built["trained"], "shard": cfg.pool.shard, "processes": built["processes"]}
     logger = make_logger(cfg, group=f"pool-{pool.fingerprint}", name=f"pool-{pool.fingerprint}-shard{cfg.pool.shard}")
     if logger:

@@ -10,14 +10,20 @@ every team appears.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from challenge.competition.store import Store, Submission
 from challenge.reports.leaderboard import rank, row_from_result
 
 
-def standings(store: Store, public: str, phase: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(rows, results by row name) for `phase`, the public one by default."""
+def standings(store: Store, public: str, phase: str | None = None, root: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(rows, results by row name) for `phase`, the public one by default.
+
+    ``root`` is the competition's folder: the worker scored submission i's phase p in
+    root/submissions/i/p, where the scorer kept its per-model confidences, so that neighbouring
+    rows are compared paired; without it, rows fall back to their F intervals.
+    """
     phase = phase or public
     subs = store.submissions()
     chosen, shown = store.results(public), store.results(phase)
@@ -26,7 +32,7 @@ def standings(store: Store, public: str, phase: str | None = None) -> tuple[list
         if sub.status == "scored" and sub.id in shown and _final(chosen, sub) > _final(chosen, best.get(sub.team)):
             best[sub.team] = sub
     latest = {s.team: s for s in subs if s.team not in best}
-    rows = [_row(s, shown[s.id]) for s in best.values()] + [_row(s, {"status": s.verdict or s.status, "message": s.message or ""}) for s in latest.values()]
+    rows = [_row(s, shown[s.id], _folder(root, s, phase)) for s in best.values()] + [_row(s, {"status": s.verdict or s.status, "message": s.message or ""}) for s in latest.values()]
     results = {_name(s): shown[s.id] for s in best.values()}
     return rank(rows), results
 
@@ -39,6 +45,11 @@ def _name(sub: Submission) -> str:
     return f"#{sub.id} {sub.filename}"
 
 
-def _row(sub: Submission, result: dict[str, Any]) -> dict[str, Any]:
+def _folder(root: Path | None, sub: Submission, phase: str) -> Path | None:
+    """Where challenge.competition.worker had the scorer write this submission's phase result."""
+    return None if root is None else root / "submissions" / str(sub.id) / phase
+
+
+def _row(sub: Submission, result: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
     submitted = datetime.fromtimestamp(sub.submitted_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return row_from_result(_name(sub), result) | {"team": sub.team, "submitted": submitted}
+    return row_from_result(_name(sub), result, folder) | {"team": sub.team, "submitted": submitted}

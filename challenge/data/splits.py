@@ -18,6 +18,8 @@ from challenge.data.faces import FaceImages
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic
 
+HOLDOUTS = ("images", "identities")
+
 
 @dataclass(frozen=True)
 class SplitSpec:
@@ -30,6 +32,12 @@ class SplitSpec:
     forget_identities: int | None = None  # a count of identities; overrides forget_fraction
     n_age_groups: int = 10
     age_range: tuple[float, float] | None = None  # equal-width bins over this; None: the data's min..max
+    # "images": val and test are images drawn at random, so they share people with train (the 2023 split);
+    # "identities": val and test are other people, so test accuracy measures age, not recognition.
+    holdout: str = "images"
+    # false: the forget people's val/test images join their forget images, so that nothing of them is
+    # left to test on and the original's test accuracy is not raised by recognising them
+    forget_in_holdout: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
@@ -42,6 +50,8 @@ class SplitSpec:
             raise ChallengeError(f"data.split.forget_fraction must be in (0, 1), got {self.forget_fraction}")
         if self.forget_identities is not None and self.forget_identities < 1:
             raise ChallengeError(f"data.split.forget_identities must be >= 1, got {self.forget_identities}")
+        if self.holdout not in HOLDOUTS:
+            raise ChallengeError(f"data.split.holdout must be one of {', '.join(HOLDOUTS)}, got {self.holdout!r}")
         if self.n_age_groups < 2:
             raise ChallengeError(f"data.split.n_age_groups must be >= 2, got {self.n_age_groups}")
 
@@ -103,14 +113,37 @@ def age_groups(ages: torch.Tensor, edges: list[float]) -> torch.Tensor:
 
 
 def make_split(faces: FaceImages, spec: SplitSpec) -> Split:
-    """Split images at random, then take whole identities of the training images as the forget set."""
+    """Split images (or whole people) at random, then take whole identities of the training images as the forget set."""
     rng = np.random.default_rng(spec.seed)
     m = len(faces)
-    order = rng.permutation(m)
+    order = rng.permutation(m) if spec.holdout == "images" else _people_order(faces.person_ids.numpy(), rng)
     n_test, n_val = round(m * spec.test_fraction), round(m * spec.val_fraction)
+    if spec.holdout == "identities":  # cut at a person's boundary, so nobody straddles two parts
+        ids = faces.person_ids.numpy()[order]
+        n_test = _boundary(ids, n_test)
+        n_val = _boundary(ids, n_test + n_val) - n_test
     test, val, train = np.sort(order[:n_test]), np.sort(order[n_test : n_test + n_val]), np.sort(order[n_test + n_val :])
     forget_ids = _draw_forget_identities(faces.person_ids.numpy()[train], spec, rng)
+    if not spec.forget_in_holdout:
+        ids = faces.person_ids.numpy()
+        moved = [part[np.isin(ids[part], forget_ids)] for part in (val, test)]
+        val, test = (part[~np.isin(ids[part], forget_ids)] for part in (val, test))
+        train = np.sort(np.concatenate([train, *moved]))
     return _assemble(faces, train, val, test, forget_ids, spec)
+
+
+def _people_order(person_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Image indices grouped by person, people in random order, each person's images in index order."""
+    people, person = np.unique(person_ids, return_inverse=True)
+    rank = rng.permutation(len(people))  # person p's place in the random order
+    return np.lexsort((np.arange(len(person_ids)), rank[person]))
+
+
+def _boundary(ordered_ids: np.ndarray, n: int) -> int:
+    """The first index >= n where a new person starts (or the end)."""
+    while 0 < n < len(ordered_ids) and ordered_ids[n] == ordered_ids[n - 1]:
+        n += 1
+    return n
 
 
 def given_split(faces: FaceImages, parts: Mapping[str, Sequence[int]], spec: SplitSpec) -> Split:

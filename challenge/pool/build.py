@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from challenge.data.dataset import FaceData
 from challenge.parallel import run_parallel
 from challenge.pool.claims import Claim, claims
-from challenge.pool.folder import Pool, PoolEntry, make_entry
+from challenge.pool.folder import Pool, PoolEntry, make_entry, pool_models, with_train
+from challenge.pool.reference import format_reference, original_metrics, reference
 from challenge.scoring.metric import logit_scaled_confidence
 from challenge.training.net import NetSpec, predict_logits, save_net
 from challenge.training.recipe import evaluate, fit, quiet_lightning, set_threads
@@ -36,7 +37,7 @@ def build_original(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
                 continue
             if not pool.original_path.exists():
                 model, seconds = fit(cfg, dm, "train", int(cfg.seed), validate=False)
-                metrics = {"seconds": seconds, **evaluate(model.net, dm)}
+                metrics = {"seconds": seconds, **with_train(evaluate(model.net, dm))}  # train too, for the reference table
                 save_net(model.net, model.spec, dm.data_config(), pool.original_path, metrics=metrics, seed=int(cfg.seed))
 
 
@@ -76,24 +77,17 @@ def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str
     return pool
 
 
-def original_metrics(pool: Pool) -> dict:
-    return torch.load(pool.original_path, map_location="cpu", weights_only=True)["metrics"]
-
-
 def summary(pool: Pool, n: int) -> dict[str, Any]:
-    """What a user wants to see after a build: counts, time, and the forgetting gap to explain it."""
+    """What a user wants to see after a build: counts, time, and the forgetting gap to explain it
+    (`reference`: the original against the retrained mean, as the scorer's result.json has it)."""
     entries = pool.entries(n)
-    orig = original_metrics(pool) if pool.original_path.exists() else {}
-    mean = lambda key: float(np.mean([getattr(e, key) for e in entries])) if entries else float("nan")  # noqa: E731
     return {
         "fingerprint": pool.fingerprint,
         "root": str(pool.root),
         "models": len(entries),
         "size": n,
-        "mean_retrain_seconds": mean("seconds"),
-        "retrained": {"retain_acc": mean("retain_acc"), "forget_acc": mean("forget_acc"), "test_acc": mean("test_acc"),
-                      "forget_confidence": float(np.mean([np.mean(e.confidences) for e in entries])) if entries else float("nan")},
-        "original": {p: orig[p]["acc"] for p in ("retain", "forget", "test") if p in orig},
+        "mean_retrain_seconds": float(np.mean([e.seconds for e in entries])) if entries else float("nan"),
+        "reference": reference(original_metrics(pool.original_path), entries, pool.root),
     }
 
 
@@ -133,7 +127,7 @@ def shard(cfg: DictConfig, index: int) -> dict[str, Any]:
         build_original(pool, cfg, dm)
         original = time.perf_counter() - t
     trained = []
-    for seed in claims(pool, int(cfg.pool.size)):
+    for seed in claims(pool, pool_models(cfg)):
         entry = train_member(pool, cfg, dm, seed)
         print(f"  seed {seed}: retrained in {entry.seconds:.1f} s, forget accuracy {entry.forget_acc:.3f}", flush=True)
         trained.append(seed)
@@ -169,12 +163,9 @@ def default_workers(cfg: DictConfig) -> int:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    r, o = s["retrained"], s["original"]
     lines = [
         f"pool {s['fingerprint']} at {s['root']}: {s['models']}/{s['size']} retrained models, mean retrain {s['mean_retrain_seconds']:.1f} s",
-        f"{'':<10} {'retain':>7} {'forget':>7} {'test':>7}",
-        f"{'original':<10} {o.get('retain', float('nan')):>7.3f} {o.get('forget', float('nan')):>7.3f} {o.get('test', float('nan')):>7.3f}",
-        f"{'retrained':<10} {r['retain_acc']:>7.3f} {r['forget_acc']:>7.3f} {r['test_acc']:>7.3f}",
+        *format_reference(s["reference"]),
     ]
     if s["models"] < s["size"]:
         lines.append("other processes are still training the missing models; run `challenge pool` again to join or resume")

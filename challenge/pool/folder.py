@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,17 @@ def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
     }
 
 
+def pool_models(cfg: DictConfig) -> int:
+    """Models a pool trains: `pool.size` for reference, and as many again when `pool.ceiling` is on.
+
+    The second half (seeds first_seed + size ...) is never the reference: it plays a perfect
+    method, retraining itself, so that a score can be read against what retraining reaches at the
+    same N and K (the ceiling) rather than against 1.0, which no method reaches at small N.
+    """
+    size = int(cfg.pool.size)
+    return 2 * size if cfg.pool.get("ceiling", False) else size
+
+
 def device_type(cfg: DictConfig) -> str:
     """What `trainer.accelerator` resolves to on this machine, as Lightning picks it."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
@@ -88,6 +99,9 @@ class PoolEntry:
     test_acc: float
     confidences: np.ndarray
     checksum: str
+    # {part: {"acc", "confidence", "n"}} for train/retain/forget/test; None in entries written before
+    # the kit stored them (their checksum covers the metadata as it was, so they stay readable).
+    metrics: dict[str, dict[str, float]] | None = None
 
 
 class Pool:
@@ -178,7 +192,7 @@ class Pool:
 
     def commit(self, entry: PoolEntry) -> None:
         buf = io.BytesIO()
-        meta = {k: getattr(entry, k) for k in ("seed", "seconds", "retain_acc", "forget_acc", "test_acc")}
+        meta = _meta(entry)
         np.savez(buf, confidences=entry.confidences, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), checksum=np.frombuffer(entry.checksum.encode(), dtype=np.uint8))
         write_atomic(self.entry_path(entry.seed), buf.getvalue())
 
@@ -196,9 +210,36 @@ def read_entry(path: Path) -> PoolEntry | None:
 
 
 def make_entry(seed: int, seconds: float, metrics: dict, confidences: np.ndarray) -> PoolEntry:
-    meta = {"seed": seed, "seconds": seconds, "retain_acc": metrics["retain"]["acc"], "forget_acc": metrics["forget"]["acc"], "test_acc": metrics["test"]["acc"]}
+    """An entry with the per-part figures of `metrics` (challenge.training.recipe.evaluate's form),
+    train added from retain and forget, so that the scorer reports them without evaluating N models."""
+    kept = {p: {k: m[k] for k in FIGURES if k in m} for p, m in with_train(metrics).items() if p in METRIC_PARTS}
     conf = np.ascontiguousarray(confidences, dtype=np.float64)
-    return PoolEntry(confidences=conf, checksum=_checksum(conf, json.dumps(meta).encode()), **meta)
+    entry = PoolEntry(seed=seed, seconds=seconds, retain_acc=metrics["retain"]["acc"], forget_acc=metrics["forget"]["acc"],
+                      test_acc=metrics["test"]["acc"], confidences=conf, checksum="", metrics=kept)
+    return replace(entry, checksum=_checksum(conf, json.dumps(_meta(entry)).encode()))
+
+
+METRIC_PARTS = ("train", "retain", "forget", "test")  # what an entry keeps; val is the participants' own
+FIGURES = ("acc", "confidence", "n")
+
+
+def with_train(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Adds `train` from retain and forget: they partition it, so its figures are their n-weighted
+    means, and no model is evaluated a third time. Unchanged without both parts' sizes."""
+    r, f = metrics.get("retain") or {}, metrics.get("forget") or {}
+    if "train" in metrics or "n" not in r or "n" not in f:
+        return metrics
+    n = int(r["n"]) + int(f["n"])
+    train = {k: (r[k] * r["n"] + f[k] * f["n"]) / n for k in ("acc", "confidence") if k in r and k in f}
+    return {"train": {**train, "n": n}, **metrics}
+
+
+def _meta(entry: PoolEntry) -> dict[str, Any]:
+    """What the checksum covers besides the confidences; an entry without metrics keeps the old form."""
+    meta: dict[str, Any] = {k: getattr(entry, k) for k in ("seed", "seconds", "retain_acc", "forget_acc", "test_acc")}
+    if entry.metrics is not None:
+        meta["metrics"] = entry.metrics
+    return meta
 
 
 def _checksum(conf: np.ndarray, meta: bytes) -> str:

@@ -7,7 +7,11 @@ plain dict:
   name, status, final_score, forget_quality, f_ci ([lo, hi] or None), retain_ratio, test_ratio,
   seconds_per_run (mean charged cost, in the budget's clock), budget_seconds (None: exempt from the budget),
   budget_used (the runs' cost as a fraction of what the budget allows them in all)
-  optional: team, submitted (text), overlap (True: this row's CI for F overlaps the next row's)
+  confidences (path of the kept forget_confidences.npz or None), n_bootstrap, ceiling (the pool's
+  ceiling dict or None), f_of_ceiling (F / the ceiling's F)
+  optional: team, submitted (text); `rank` adds p_next (paired P(F > next row's F) or None),
+  compared ("paired", "intervals" when a kept file is missing, None for the last scored row),
+  overlap (this row's CI for F overlaps the next row's) and close (not told apart from the next row)
 
 Numbers are None for a row that was not scored. `results` (name -> a scorer result.json) feed
 the plots; a row without one, or a result without samples, is simply shown without plots. The
@@ -20,26 +24,33 @@ import base64
 import html
 import io
 import math
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from challenge.files import write_atomic
+from challenge.reports.leaks import THUMB_PX
 
 _UNLEARNED, _RETRAINED = "#d95f02", "#1b9e77"
 
 
 # -- rows ------------------------------------------------------------------------------------------
-def row_from_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A row from a scorer result (result.json); a rejected submission keeps its status, no numbers."""
+def row_from_result(name: str, result: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+    """A row from a scorer result (result.json); a rejected submission keeps its status, no numbers.
+
+    ``folder`` is where that result.json lies: the per-model confidences the scorer keeps beside
+    it let `rank` compare neighbours paired; without them it falls back to their F intervals.
+    """
     row: dict[str, Any] = {"name": name, "status": result.get("status", "missing"), "message": result.get("message", "")}
     score = result.get("score") or {}
     budget = result.get("budget") or {}
     settings = result.get("settings") or {}
     costs = budget.get("run_cost") or []
+    kept = result.get("forget_confidences")
     row |= {
         "final_score": score.get("final_score"),
         "forget_quality": score.get("forget_quality"),
@@ -49,23 +60,60 @@ def row_from_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "seconds_per_run": float(np.mean(costs)) if costs else None,
         "budget_seconds": None if settings.get("budget_exempt") else budget.get("per_run"),
         "budget_used": budget["used_budgets"] / len(costs) if costs else None,
+        "confidences": str(folder / kept) if folder is not None and kept and (folder / kept).is_file() else None,
+        "n_bootstrap": score.get("n_bootstrap"),
+        **_ceiling(score),
     }
     return row
 
 
+def _ceiling(score: dict[str, Any]) -> dict[str, Any]:
+    """The pool's ceiling (retrained models against retrained ones) and F as a share of its F."""
+    ceiling = score.get("ceiling") or None
+    f, top = score.get("forget_quality"), (ceiling or {}).get("forget_quality")
+    return {"ceiling": ceiling, "f_of_ceiling": f / top if f is not None and top else None}
+
+
+SEPARATED_P = 0.95  # neighbours whose paired P(above beats below) is lower are marked as not told apart
+_KEPT = "forget_confidences.npz"  # challenge.scoring.compare.CONFIDENCES_FILE, named here without importing torch
+
+
 def rank(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best final score first, unscored rows last; marks rows whose F interval overlaps the next one's,
-    because such neighbours are not told apart by the evaluation (a rerun could swap them)."""
+    """Best final score first, unscored rows last; each scored row gets P(its F > the next row's F)
+    from a paired bootstrap of their kept confidences (`p_next`), and `close` when that is below
+    SEPARATED_P: such neighbours are not told apart by the evaluation (a rerun could swap them).
+    Where either row has no kept confidences, `close` falls back to their F intervals overlapping."""
     ordered = sorted(rows, key=lambda r: (r.get("final_score") is None, -(r.get("final_score") or 0.0)))
     out = [dict(r) for r in ordered]
     for row, below in zip(out, out[1:] + [None]):
         a, b = row.get("f_ci"), below.get("f_ci") if below else None
         row["overlap"] = bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+        scored_pair = row.get("final_score") is not None and below is not None and below.get("final_score") is not None
+        row["p_next"] = _paired_p(row, below) if scored_pair else None
+        row["compared"] = None if not scored_pair else "paired" if row["p_next"] is not None else "intervals"
+        row["close"] = row["p_next"] < SEPARATED_P if row["p_next"] is not None else row["overlap"]
     return out
 
 
+def _paired_p(row: dict[str, Any], below: dict[str, Any]) -> float | None:
+    """P(row's F > below's F) on shared retrained models and examples, or None if it cannot be had."""
+    if not (row.get("confidences") and below.get("confidences")):
+        return None
+    from challenge.errors import (
+        ChallengeError,  # the comparison imports the metric (and torch): only when needed
+    )
+    from challenge.scoring.compare import compare_kept, read_confidences
+
+    n_bootstrap = max(int(row.get("n_bootstrap") or 0), int(below.get("n_bootstrap") or 0)) or 200
+    try:
+        return compare_kept(read_confidences(Path(row["confidences"])), read_confidences(Path(below["confidences"])), n_bootstrap).p_a_above
+    except ChallengeError:  # two pools, or other retrained models: intervals are all that is left
+        return None
+
+
 # -- text --------------------------------------------------------------------------------------------
-_COLUMNS = ("#", "method", "status", "final", "F [95% CI]", "RA ratio", "TA ratio", "s/run / budget")
+_COLUMNS = ("#", "method", "status", "final", "F [95% CI]", "P(F > next)", "F/ceiling", "RA ratio", "TA ratio", "s/run / budget")
+_NUMERIC = (0, 3, 5, 6, 7, 8)  # right-aligned columns
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -76,8 +124,16 @@ def _f_text(row: dict[str, Any]) -> str:
     if row.get("forget_quality") is None:
         return "—"
     ci = row.get("f_ci")
-    mark = " ≈" if row.get("overlap") else ""
-    return f"{row['forget_quality']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]{mark}" if ci else f"{row['forget_quality']:.3f}{mark}"
+    return f"{row['forget_quality']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{row['forget_quality']:.3f}"
+
+
+def _p_text(row: dict[str, Any]) -> str:
+    """P with a mark when below SEPARATED_P; without P, what the interval fallback found."""
+    if row.get("compared") == "paired":
+        return f"{row['p_next']:.3f}" + (" ≈" if row["close"] else "")
+    if row.get("compared") == "intervals":
+        return "CI overlap ≈" if row["close"] else "CI apart"
+    return "—"
 
 
 def _seconds_text(row: dict[str, Any]) -> str:
@@ -92,19 +148,40 @@ def _seconds_text(row: dict[str, Any]) -> str:
 
 def _cells(i: int, row: dict[str, Any]) -> list[str]:
     name = f"{row['name']} ({row['team']})" if row.get("team") else str(row["name"])
-    return [str(i), name, str(row.get("status", "")), _num(row.get("final_score")), _f_text(row),
-            _num(row.get("retain_ratio")), _num(row.get("test_ratio")), _seconds_text(row)]
+    return [str(i), name, str(row.get("status", "")), _num(row.get("final_score")), _f_text(row), _p_text(row),
+            _num(row.get("f_of_ceiling")), _num(row.get("retain_ratio")), _num(row.get("test_ratio")), _seconds_text(row)]
+
+
+def ceiling_line(rows: list[dict[str, Any]]) -> str | None:
+    """One line for the pool's ceiling, when every scored row was scored against the same one."""
+    ceilings = [r.get("ceiling") for r in rows if r.get("final_score") is not None]
+    c = ceilings[0] if ceilings else None
+    if not c or any(other != c for other in ceilings):
+        return None
+    ci = c.get("forget_quality_ci")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return f"ceiling: F = {c['forget_quality']:.3f}{interval} (retrained vs retrained, N={c.get('n_models', '?')}, K={c.get('n_examples', '?')})"
+
+
+def footnotes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the ≈ mark means here, and when some pairs could only be compared by their intervals."""
+    notes = []
+    if any(r.get("close") and r.get("compared") == "paired" for r in rows):
+        notes.append(f"≈: P(F > next row's F) is below {SEPARATED_P:.0%} in a paired bootstrap (same retrained models and forget examples), "
+                     "so the evaluation does not separate the two rows")
+    if any(r.get("compared") == "intervals" for r in rows):
+        notes.append(f"CI overlap ≈ / CI apart: a pair where a row lacks its kept confidences ({_KEPT}) is compared by whether their F intervals overlap")
+    return notes
 
 
 def leaderboard_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width table, rows in the given order; ≈ marks an F interval overlapping the next row's."""
+    """Fixed-width table, rows in the given order; the ceiling above it, the marks explained below."""
     body = [_cells(i, r) for i, r in enumerate(rows, 1)]
     widths = [max(len(c) for c in col) for col in zip(_COLUMNS, *body)]
-    line = lambda cells: "  ".join(c.rjust(w) if k in (0, 3, 5, 6) else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
-    out = [line(_COLUMNS), "  ".join("-" * w for w in widths)] + [line(c) for c in body]
-    if any(r.get("overlap") for r in rows):
-        out.append("≈: the F interval overlaps the next row's, so the evaluation does not separate them")
-    return "\n".join(out)
+    line = lambda cells: "  ".join(c.rjust(w) if k in _NUMERIC else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    top = ceiling_line(rows)
+    out = ([top] if top else []) + [line(_COLUMNS), "  ".join("-" * w for w in widths)] + [line(c) for c in body]
+    return "\n".join(out + footnotes(rows))
 
 
 # -- plots -------------------------------------------------------------------------------------------
@@ -204,6 +281,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.rejected td { color: #999; }
 img { max-width: 100%; }
 .note { color: #666; font-size: 0.9em; }
+.leaks { display: flex; flex-wrap: wrap; gap: 0.6em; margin: 0.5em 0 1.5em; }
+.leaks figure { margin: 0; text-align: center; font-size: 0.8em; color: #444; }
+.leaks img { image-rendering: pixelated; display: block; }
 """
 
 
@@ -214,10 +294,29 @@ def _img(b64: str, alt: str) -> str:
 def _html_row(i: int, row: dict[str, Any], with_submitted: bool) -> str:
     cells = _cells(i, row)
     klass = "" if row.get("status") == "scored" else ' class="rejected"'
-    tds = "".join(f'<td class="num">{html.escape(c)}</td>' if k in (0, 3, 5, 6) else f"<td>{html.escape(c)}</td>" for k, c in enumerate(cells))
+    tds = "".join(f'<td class="num">{html.escape(c)}</td>' if k in _NUMERIC else f"<td>{html.escape(c)}</td>" for k, c in enumerate(cells))
     title = f' title="{html.escape(str(row.get("message", "")))}"' if row.get("message") else ""
     submitted = f"<td>{html.escape(str(row.get('submitted', '')))}</td>" if with_submitted else ""
     return f'<tr data-name="{html.escape(str(row["name"]))}"{klass}{title}>{tds}{submitted}</tr>'
+
+
+def _leaks_html(result: dict[str, Any]) -> str:
+    """The forget images this method forgot worst (result.json `leaks`), as a captioned row; a
+    result scored before the kit kept them has none, and gets no row."""
+    figures = [_leak_figure(leak) for leak in result.get("leaks") or []]
+    if not figures:
+        return ""
+    note = '<p class="note">Forget images with the highest ε: whose faces the unlearned models still tell apart from retrained ones.</p>'
+    return f'{note}<div class="leaks">{"".join(figures)}</div>'
+
+
+def _leak_figure(leak: dict[str, Any]) -> str:
+    """One thumbnail, shown THUMB_PX wide (a 32 px face twice its size, pixelated: the result keeps only
+    its real pixels); the alt text names the image, so the page says which face it is without the picture."""
+    eps, person = float(leak["epsilon"]), leak["person_id"]
+    alt = html.escape(f"forget image {leak['image_id']} (person {person}), ε = {eps:.2f}")
+    img = f'<img src="data:image/png;base64,{leak["png"]}" alt="{alt}" width="{THUMB_PX}">'
+    return f"<figure>{img}<figcaption>ε {eps:.1f} · person {html.escape(str(person))}</figcaption></figure>"
 
 
 def write_html(title: str, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path) -> Path:
@@ -227,11 +326,14 @@ def write_html(title: str, rows: list[dict[str, Any]], results: dict[str, dict[s
     parts = [
         f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. Final score = F × RA ratio × TA ratio; '
-        "RA/TA ratio: retain/test accuracy of the unlearned models over the retrained ones. ≈: the F interval overlaps the next row's.</p>",
+        (f'<p class="note">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. Final score = F × RA ratio × TA ratio; '
+        "RA/TA ratio: retain/test accuracy of the unlearned models over the retrained ones. "
+        "F/ceiling: F over the F of retrained models scored against other retrained ones (what retraining itself reaches on this pool).</p>"),
+        *(f'<p class="note" id="ceiling">{html.escape(c)}</p>' for c in filter(None, [ceiling_line(rows)])),
         f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>',
         *(_html_row(i, r, with_submitted) for i, r in enumerate(rows, 1)),
         "</tbody></table>",
+        *(f'<p class="note footnote">{html.escape(n)}</p>' for n in footnotes(rows)),
     ]
     summary = summary_plot(rows)
     if summary:
@@ -240,6 +342,7 @@ def write_html(title: str, rows: list[dict[str, Any]], results: dict[str, dict[s
         plot = method_plot(str(row["name"]), results.get(row["name"]) or {})
         if plot:
             parts += [f'<h2 id="{html.escape(str(row["name"]))}">{html.escape(str(row["name"]))}</h2>', _img(plot, f"epsilon histogram and confidence distributions of {row['name']}")]
+            parts.append(_leaks_html(results.get(row["name"]) or {}))
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, "\n".join(parts))

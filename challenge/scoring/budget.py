@@ -33,9 +33,10 @@ def retrain_plan(cfg: Any, n_retain: int, class_weights: list[float] | None, ste
     """How the child prices a retrain: the pool's optimiser and step count, `steps` steps timed.
 
     Steps per retrain follow the trainer's epochs, `max_steps` and `limit_train_batches`, as
-    Lightning counts them; the DataLoader keeps the last short batch, so ceil.
+    Lightning counts them; the pool's loader drops the last short batch when `data.drop_last` says so.
     """
-    batches = math.ceil(n_retain / int(cfg.data.batch_size))
+    bs = int(cfg.data.batch_size)
+    batches = n_retain // bs if cfg.data.get("drop_last", False) and n_retain > bs else math.ceil(n_retain / bs)
     limit = cfg.trainer.get("limit_train_batches")
     if isinstance(limit, float) and limit <= 1.0:
         batches = math.ceil(batches * limit)

@@ -28,8 +28,9 @@ from challenge.scoring.epsilon import (
     per_example_epsilon,
 )
 
-__all__ = ["DELTA", "EPSILON_CAP", "THRESHOLD_MODES", "ForgettingResult", "cross_entropy_losses", "evaluate_forgetting", "final_score",
-           "forget_score", "logit_scaled_confidence", "membership_inference_audit", "per_example_epsilon"]
+__all__ = ["CI_METHOD", "DELTA", "EPSILON_CAP", "THRESHOLD_MODES", "ForgettingResult", "Resamples", "cross_entropy_losses", "evaluate_forgetting", "final_score",
+           "forget_score", "logit_scaled_confidence", "membership_inference_audit", "per_example_epsilon",
+           "replicate_scores", "shifted_interval"]
 
 
 # --------------------------------------------------------------------------- confidences
@@ -94,10 +95,15 @@ def forget_score(eps: Any, n_models: int) -> float:
         raise ValueError("eps must be finite and non-negative")
     if int(n_models) != n_models or n_models < 3:
         raise ValueError(f"n_models must be an integer of at least 3; got {n_models}")
-    n_buckets = 2 * int(np.ceil(np.log(n_models - 1)))
-    bucket = np.floor(2.0 * e)  # epsilon < (b + 1) / 2 first holds for b = floor(2 epsilon)
-    points = np.where(bucket < n_buckets, np.exp2(-np.minimum(bucket, n_buckets)), 0.0)
+    points = _points(e, n_models)
     return float(points.sum() / len(e))
+
+
+def _points(eps: np.ndarray, n_models: int) -> np.ndarray:
+    """Each example's points; F is their mean (kept apart so the bootstrap can weight examples)."""
+    n_buckets = 2 * int(np.ceil(np.log(n_models - 1)))
+    bucket = np.floor(2.0 * eps)  # epsilon < (b + 1) / 2 first holds for b = floor(2 epsilon)
+    return np.where(bucket < n_buckets, np.exp2(-np.minimum(bucket, n_buckets)), 0.0)
 
 
 def final_score(forget_quality: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
@@ -113,7 +119,8 @@ class ForgettingResult:
     """Every term of the final score, the per-example epsilons, and a bootstrap interval for F.
 
     ``forget_quality_ci`` (see ``_bootstrap_ci``) is None when no bootstrap was asked for
-    (``n_bootstrap=0``); two submissions whose intervals overlap are not told apart by F.
+    (``n_bootstrap=0``), and ``ci_method`` then too; to tell two submissions on one pool apart,
+    compare them paired (challenge.scoring.compare) rather than by whether their intervals overlap.
     """
 
     forget_quality: float
@@ -131,6 +138,7 @@ class ForgettingResult:
     thresholds: str
     forget_quality_ci: tuple[float, float] | None
     ci_level: float
+    ci_method: str | None
     n_bootstrap: int
     seed: int
 
@@ -154,27 +162,77 @@ def _mean_accuracy(name: str, value: Any) -> float:
     return float(a.mean())
 
 
+CI_METHOD = "two-way bootstrap (models and examples), median-shifted"
+
+
+_VALUES_PER_CHUNK = 1 << 22  # confidences per side handed to _epsilons at once: 32 MB of float64
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """Which models and which forget examples each bootstrap replicate draws (with replacement).
+
+    Kept as indices so that two results scored on one pool can share the retrained models' and
+    the examples' draws (challenge.scoring.compare) while each draws its own unlearned models.
+    """
+
+    unlearned: np.ndarray  # [B, N] model indices
+    retrained: np.ndarray  # [B, N] model indices
+    examples: np.ndarray  # [B, K] example indices
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
+        models = lambda: rng.integers(0, n_models, (n_bootstrap, n_models))
+        return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
+
+
+def replicate_scores(unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str) -> np.ndarray:
+    """F of every replicate, [B], from as few epsilon computations as the draws allow.
+
+    An example's epsilon depends only on its own column, so each replicate's distinct examples,
+    with that replicate's models, become columns of one wide [N, C] problem that ``_epsilons``
+    solves in chunks; an example drawn m times counts m times. Drawing examples with replacement
+    leaves about 63% of them distinct, so a replicate costs less than one full F.
+    """
+    n, k = unlearned.shape
+    n_bootstrap = len(draws.examples)
+    ids, counts = np.unique(draws.examples + k * np.arange(n_bootstrap)[:, None], return_counts=True)
+    rep, col = np.divmod(ids, k)
+    points = np.empty(len(ids))
+    step = max(1, _VALUES_PER_CHUNK // n)
+    for s in range(0, len(ids), step):
+        b, c = rep[s : s + step], col[s : s + step]
+        u, r = unlearned[draws.unlearned[b].T, c], retrained[draws.retrained[b].T, c]
+        points[s : s + step] = _points(_epsilons(u, r, delta, thresholds), n)
+    return np.bincount(rep, weights=points * counts, minlength=n_bootstrap) / k
+
+
+def shifted_interval(scores: np.ndarray, centre: float, ci_level: float, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """Percentile interval of the replicates, moved so that their median sits on ``centre``."""
+    alpha = (1.0 - ci_level) / 2.0
+    low, high = np.quantile(scores, [alpha, 1.0 - alpha]) + (centre - np.median(scores))
+    return float(max(low, bounds[0])), float(min(high, bounds[1]))
+
+
 def _bootstrap_ci(
     unlearned: np.ndarray, retrained: np.ndarray, forget_quality: float, delta: float, thresholds: str,
     n_bootstrap: int, ci_level: float, seed: int,
 ) -> tuple[float, float]:
-    """Interval for F from models resampled with replacement, each side independently.
+    """Interval for F from replicates that resample the unlearned models, the retrained models
+    and the forget examples, each with replacement (CI_METHOD).
 
-    The models are the random part of a score (the submission's runs and the reference runs), so
-    their resampling tells whether two submissions' F differ by more than reruns would. But a
-    resample repeats models, and repeated confidences make the two sides look more separable, so
-    resampled F runs low (by 0.03 or so): a plain percentile interval can miss F altogether. The
-    interval therefore keeps the resampled spread and is moved so that its median sits on F.
+    F varies with all three: the submission's runs and the reference runs are random, and the K
+    forget examples are a sample of the people one might be asked to forget, so an interval from
+    models alone is too narrow whenever examples differ in how well they are forgotten. Resampling
+    examples is unbiased for a mean over examples, but a model resample repeats models, repeated
+    confidences make the two sides look more separable, and resampled F runs low (by 0.03 or so):
+    a plain percentile interval can miss F altogether. The interval therefore keeps the
+    replicates' spread and is moved so that their median sits on F. tests/test_metric_coverage.py
+    checks that it covers the expected F of known distributions in at least 90% of trials, where
+    the models-only interval does not.
     """
-    rng = np.random.default_rng(seed)
-    n = unlearned.shape[0]
-    scores = np.empty(n_bootstrap)
-    for b in range(n_bootstrap):
-        u, r = unlearned[rng.integers(0, n, n)], retrained[rng.integers(0, n, n)]
-        scores[b] = forget_score(_epsilons(u, r, delta, thresholds), n)
-    alpha = (1.0 - ci_level) / 2.0
-    low, high = np.quantile(scores, [alpha, 1.0 - alpha]) + (forget_quality - np.median(scores))
-    return float(max(low, 0.0)), float(min(high, 1.0))
+    draws = Resamples.draw(np.random.default_rng(seed), unlearned.shape[0], unlearned.shape[1], n_bootstrap)
+    return shifted_interval(replicate_scores(unlearned, retrained, draws, delta, thresholds), forget_quality, ci_level)
 
 
 def evaluate_forgetting(
@@ -194,8 +252,9 @@ def evaluate_forgetting(
     """The scorer's entry point: F, the final score, and a seeded bootstrap interval for F.
 
     Confidences are [N models, K forget examples] (see ``logit_scaled_confidence``); accuracies
-    are per-model arrays whose means enter the score. Each bootstrap resample costs one full
-    epsilon computation (about a second for N = 512, K = 1,000); pass ``n_bootstrap=0`` to skip it.
+    are per-model arrays whose means enter the score. Each bootstrap replicate costs about 0.6 of
+    a full epsilon computation (its distinct examples; 0.3 s for N = 512, K = 1,000 on 2 cores); pass
+    ``n_bootstrap=0`` to skip it.
     """
     _check_options(delta, thresholds)
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
@@ -230,6 +289,7 @@ def evaluate_forgetting(
         thresholds=thresholds,
         forget_quality_ci=ci,
         ci_level=float(ci_level),
+        ci_method=CI_METHOD if n_bootstrap else None,
         n_bootstrap=int(n_bootstrap),
         seed=int(seed),
     )

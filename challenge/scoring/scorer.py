@@ -33,8 +33,12 @@ from challenge.errors import ChallengeError, Verdict
 from challenge.files import write_atomic, write_with
 from challenge.kit import kit_path
 from challenge.pool import Pool, PoolEntry
+from challenge.pool.reference import original_metrics
+from challenge.pool.reference import reference as pool_reference
+from challenge.reports.leaks import leaks
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
+from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, write_confidences
 from challenge.scoring.judge import (
     RunEval,
     evaluate,
@@ -47,6 +51,7 @@ from challenge.scoring.judge import (
     run_budget,
 )
 from challenge.scoring.judge import score as judge_score
+from challenge.scoring.metric import evaluate_forgetting
 from challenge.scoring.sandbox import Sandbox
 from challenge.scoring.settings import Settings
 from challenge.scoring.supervisor import spec_plan, supervise
@@ -70,6 +75,7 @@ class Context:
     spec: NetSpec
     settings: Settings
     plan: dict[str, Any]  # how the child prices a retrain (challenge.scoring.budget.retrain_plan)
+    held_out: list[PoolEntry]  # retrained models outside the reference (pool.ceiling), or none
 
 
 def prepare(cfg: DictConfig) -> Context:
@@ -83,7 +89,8 @@ def prepare(cfg: DictConfig) -> Context:
     entries = pool.require(settings.n_runs)
     _, spec, _ = load_net(pool.original_path)
     plan = retrain_plan(cfg, len(dm.dataset("retain")), dm.split.class_weights, settings.calibration_steps)
-    return Context(dm, pool, entries, spec, settings, plan)
+    held_out = pool.entries(2 * settings.n_runs)[settings.n_runs:] if cfg.pool.get("ceiling", False) else []
+    return Context(dm, pool, entries, spec, settings, plan, held_out if len(held_out) == settings.n_runs else [])
 
 
 def budget_exempt(submission: Path) -> bool:
@@ -246,8 +253,8 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
         if cached.is_file():
             result = json.loads(cached.read_text())
             result["submission"]["path"] = str(submission)
-            return _finish(out_dir, None, result)
-        return _finish(out_dir, cached, _score(ctx, work, submission, out_dir, base))
+            return _finish(out_dir, None, keep_confidences(ctx, work, cached, result), cached.with_suffix(".npz"))
+        return _finish(out_dir, cached, keep_confidences(ctx, work, cached, _score(ctx, work, submission, out_dir, base)), cached.with_suffix(".npz"))
 
 
 def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict[str, Any]) -> dict[str, Any]:
@@ -272,16 +279,39 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict
     runs = [{"index": e.index, "seed": e.seed, "retain_acc": e.retain_acc, "forget_acc": e.forget_acc, "test_acc": e.test_acc, "mia": m,
              "cost": c, "cost_fraction": f} for e, m, c, f in zip(evals, mia, budget["run_cost"], budget["run_fraction"])]
     message = f"final score {score['final_score']:.4f}, forget quality F {score['forget_quality']:.4f}"
-    return {"status": "scored", "message": message, **base, "score": score, "budget": budget, "runs": runs, "examples": examples(ctx, evals, eps),
-            "confidence_samples": confidence_samples(ctx, evals, eps), "timing": timing}
+    per_example = examples(ctx, evals, eps)
+    reference = pool_reference(original_metrics(ctx.pool.original_path), ctx.entries, ctx.pool.root)
+    return {"status": "scored", "message": message, **base, "score": score, "budget": budget, "runs": runs, "examples": per_example,
+            "confidence_samples": confidence_samples(ctx, evals, eps), "reference": reference, "leaks": leaks(ctx.dm.faces.images, per_example),
+            "timing": timing}
 
 
 def score_runs(ctx: Context, evals: list[RunEval]) -> tuple[dict[str, Any], np.ndarray]:
     try:
-        return judge_score(evals, np.stack([e.confidences for e in ctx.entries]), [e.retain_acc for e in ctx.entries],
-                           [e.test_acc for e in ctx.entries], ctx.settings.n_bootstrap, ctx.settings.first_seed)
+        score, eps = judge_score(evals, np.stack([e.confidences for e in ctx.entries]), [e.retain_acc for e in ctx.entries],
+                                 [e.test_acc for e in ctx.entries], ctx.settings.n_bootstrap, ctx.settings.first_seed)
     except ValueError as e:  # e.g. retrained models with zero accuracy: the pool cannot normalise a score
         raise ChallengeError(f"cannot score against the pool at {ctx.pool.root}: {e}") from None
+    score["ceiling"] = ceiling(ctx)
+    return score, eps
+
+
+def ceiling(ctx: Context) -> dict[str, Any] | None:
+    """What retraining itself scores against the reference, at the same N and K: the held-out half of
+    the pool scored as if it were a submission. F cannot reach 1 at small N (at N = 16 retraining
+    scores about 0.15), so a method's F means little until it is read as a fraction of this."""
+    held, ref = ctx.held_out, ctx.entries
+    if not held:
+        return None
+    res = evaluate_forgetting(
+        np.stack([e.confidences for e in held]), np.stack([e.confidences for e in ref]),
+        retain_acc_unlearned=[e.retain_acc for e in held], retain_acc_retrained=[e.retain_acc for e in ref],
+        test_acc_unlearned=[e.test_acc for e in held], test_acc_retrained=[e.test_acc for e in ref],
+        n_bootstrap=ctx.settings.n_bootstrap, seed=ctx.settings.first_seed,
+    )
+    return {"forget_quality": res.forget_quality, "forget_quality_ci": list(res.forget_quality_ci) if res.forget_quality_ci else None,
+            "final_score": res.final_score, "n_models": res.n_models, "n_examples": res.n_examples,
+            "source": f"{len(held)} held-out retrained models of the pool (seeds {held[0].seed}-{held[-1].seed}) against the {len(ref)} reference ones"}
 
 
 def examples(ctx: Context, evals: list[RunEval], eps: np.ndarray) -> dict[str, list]:
@@ -313,7 +343,35 @@ def confidence_samples(ctx: Context, evals: list[RunEval], eps: np.ndarray) -> d
     }
 
 
-def _finish(out_dir: Path, cache: Path | None, result: dict[str, Any]) -> dict[str, Any]:
+def keep_confidences(ctx: Context, work: Work, cached: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """A scored result's per-model forget confidences, kept beside its cached result.
+
+    result.json has room for a few examples only (`confidence_samples`); a paired comparison of two
+    results (challenge.scoring.compare) needs all [N, K] of them. They are read from the runs'
+    cached evaluations, so a result cached before the kit kept them gets them too; the result
+    names the file (`forget_confidences`), which `_finish` puts beside result.json.
+    """
+    kept = cached.with_suffix(".npz")
+    if result.get("status") == "scored" and not kept.is_file():
+        try:
+            unlearned = np.stack([read_eval(work.evals / f"{run_name(i)}.npz").forget_conf for i in range(ctx.settings.n_runs)])
+        except (OSError, ValueError, KeyError):  # the evaluations are gone: nothing to keep, and nothing named
+            result.pop("forget_confidences", None)
+            return result
+        write_confidences(kept, Confidences(unlearned, np.stack([e.confidences for e in ctx.entries]), ctx.pool.fingerprint))
+    if result.get("status") == "scored":
+        result["forget_confidences"] = CONFIDENCES_FILE
+    return result
+
+
+def _finish(out_dir: Path, cache: Path | None, result: dict[str, Any], kept: Path | None = None) -> dict[str, Any]:
+    """result.json in out_dir (and in the cache), with the kept confidences it names copied beside it
+    first, so a reader that finds result.json finds them; a stale copy from an earlier result goes."""
+    mine = out_dir / CONFIDENCES_FILE
+    if kept is not None and result.get("forget_confidences"):
+        write_with(mine, lambda tmp: shutil.copyfile(kept, tmp))
+    else:
+        mine.unlink(missing_ok=True)
     text = json.dumps(result, indent=1)
     write_atomic(out_dir / "result.json", text)
     if cache is not None:

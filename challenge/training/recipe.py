@@ -42,7 +42,7 @@ def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False
     start = time.perf_counter()
     trainer.fit(
         model,
-        train_dataloaders=dm.loader(part, shuffle=True),
+        train_dataloaders=dm.loader(part, shuffle=True, drop_last=dm.drop_last),
         val_dataloaders=dm.loader("val") if validate and len(dm.dataset("val")) else None,
     )
     return model, time.perf_counter() - start

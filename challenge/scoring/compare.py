@@ -1,0 +1,155 @@
+"""Paired comparison of two results scored on one pool: how sure is it that A's F is above B's?
+
+Two results on one pool share the retrained models and the forget examples, so the question "is A
+better than B" is about one difference, not two intervals: F_A and F_B move together with the
+draw of reference models and of examples, and an overlap of their intervals says little. Each
+bootstrap replicate here resamples the retrained models and the examples once for both sides
+(the same indices), and each side's unlearned models on their own (they are different runs); the
+replicates' differences, median-shifted onto F_A - F_B as in challenge.scoring.metric's interval,
+give the difference's interval and P(F_A > F_B).
+
+The per-model confidences this needs are kept by the scorer beside each result.json, in
+CONFIDENCES_FILE (written and read here, so the format has one owner).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from challenge.errors import ChallengeError
+from challenge.files import write_with
+from challenge.scoring.epsilon import (
+    DELTA,
+    _check_confidences,
+    _check_options,
+    _epsilons,
+)
+from challenge.scoring.metric import (
+    Resamples,
+    forget_score,
+    replicate_scores,
+    shifted_interval,
+)
+
+CONFIDENCES_FILE = "forget_confidences.npz"
+
+
+# -- the kept confidences ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Confidences:
+    """One result's forget confidences: unlearned and retrained [N models, K examples], and its pool."""
+
+    unlearned: np.ndarray
+    retrained: np.ndarray
+    pool_fingerprint: str
+
+
+def write_confidences(path: Path, c: Confidences) -> None:
+    """float64 arrays and the fingerprint as a string: readable without pickle."""
+    arrays = {"unlearned": np.asarray(c.unlearned, np.float64), "retrained": np.asarray(c.retrained, np.float64),
+              "pool_fingerprint": np.array(c.pool_fingerprint)}
+    write_with(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read_confidences(path: Path) -> Confidences:
+    """The kept confidences, or ChallengeError naming the file and the fix."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Confidences(z["unlearned"], z["retrained"], str(z["pool_fingerprint"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise ChallengeError(f"cannot read {path} ({e}): score the submission again to rewrite it") from None
+
+
+# -- the comparison ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """F of both sides, their difference with its interval, and the bootstrap's P(F_A > F_B)."""
+
+    forget_quality_a: float
+    forget_quality_b: float
+    difference: float
+    difference_ci: tuple[float, float]
+    p_a_above: float
+    ci_level: float
+    n_bootstrap: int
+    seed: int
+
+    @property
+    def separated(self) -> bool:
+        """True when the difference's interval excludes 0: the evaluation tells A and B apart."""
+        low, high = self.difference_ci
+        return low > 0.0 or high < 0.0
+
+
+def compare_forgetting(
+    unlearned_a: Any, unlearned_b: Any, retrained: Any, *, n_bootstrap: int = 1000, ci_level: float = 0.95,
+    seed: int = 0, delta: float = DELTA, thresholds: str = "grid",
+) -> Comparison:
+    """Paired bootstrap of F_A - F_B; both sides were scored against the same retrained models.
+
+    P(F_A > F_B) is the share of bias-corrected replicate differences above 0, ties counted half,
+    so two identical results get exactly 0.5.
+    """
+    _check_options(delta, thresholds)
+    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be a positive integer; got {n_bootstrap}")
+    ua, r = _check_confidences(unlearned_a, retrained)
+    ub, _ = _check_confidences(unlearned_b, retrained)
+    if ua.shape != ub.shape:
+        raise ValueError(f"both sides need the same [models, examples] shape; got {ua.shape} and {ub.shape}")
+    n, k = r.shape
+    rng = np.random.default_rng(seed)
+    shared = Resamples.draw(rng, n, k, int(n_bootstrap))
+    own_b = replace(shared, unlearned=rng.integers(0, n, (int(n_bootstrap), n)))
+    fa, fb = (forget_score(_epsilons(u, r, delta, thresholds), n) for u in (ua, ub))
+    d = replicate_scores(ua, r, shared, delta, thresholds) - replicate_scores(ub, r, own_b, delta, thresholds)
+    shifted = d + ((fa - fb) - np.median(d))
+    p = float(np.mean(shifted > 0) + 0.5 * np.mean(shifted == 0))
+    ci = shifted_interval(d, fa - fb, ci_level, (-1.0, 1.0))
+    return Comparison(fa, fb, fa - fb, ci, p, float(ci_level), int(n_bootstrap), int(seed))
+
+
+def compare_kept(a: Confidences, b: Confidences, n_bootstrap: int = 1000, seed: int = 0) -> Comparison:
+    """The comparison of two kept confidences, or ChallengeError when they are not on one footing."""
+    if a.pool_fingerprint != b.pool_fingerprint:
+        raise ChallengeError(f"the results were scored on different pools ({a.pool_fingerprint} and {b.pool_fingerprint}): "
+                             "a paired comparison needs both scored on the same pool")
+    if a.retrained.shape != b.retrained.shape or not np.array_equal(a.retrained, b.retrained):
+        raise ChallengeError(f"the results were scored against different retrained models ({a.retrained.shape[0]} and "
+                             f"{b.retrained.shape[0]} of pool {a.pool_fingerprint}): score both with the same scorer.n_runs")
+    return compare_forgetting(a.unlearned, b.unlearned, a.retrained, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# -- result files --------------------------------------------------------------------------------
+def kept_path(result_path: Path, result: dict[str, Any]) -> Path | None:
+    """Where a result's kept confidences are (beside its result.json), or None if it names none."""
+    name = result.get("forget_confidences")
+    return result_path.parent / name if isinstance(name, str) and name else None
+
+
+def load_scored(result_path: Path) -> tuple[dict[str, Any], Confidences]:
+    """A scored result.json and its kept confidences, or ChallengeError naming the problem and the fix."""
+    try:
+        result = json.loads(result_path.read_text())
+    except FileNotFoundError:
+        raise ChallengeError(f"no result at {result_path}: give the result.json that `challenge score` wrote in its run folder") from None
+    except (OSError, ValueError) as e:
+        raise ChallengeError(f"cannot read {result_path} ({e}): give the result.json that `challenge score` wrote") from None
+    status = result.get("status") if isinstance(result, dict) else None
+    if status != "scored":
+        raise ChallengeError(f"{result_path} is not a scored result (status {status}): only a scored submission has an F to compare; fix it and score it again")
+    path = kept_path(result_path, result)
+    if path is None or not path.is_file():
+        raise ChallengeError(f"{result_path} has no {CONFIDENCES_FILE} beside it (scored by an older kit, or the file was moved): "
+                             "score the submission again, and keep the two files together")
+    kept = read_confidences(path)
+    fingerprint = (result.get("pool") or {}).get("fingerprint")
+    if kept.pool_fingerprint != fingerprint:
+        raise ChallengeError(f"{path} is from pool {kept.pool_fingerprint} but {result_path} from pool {fingerprint}: "
+                             "they are not one result's files; score the submission again")
+    return result, kept

@@ -1,0 +1,136 @@
+"""Leaderboard rows: neighbours compared paired where their kept confidences are there, by intervals
+where not, and the ceiling column; on results built from synthetic confidences (the scored
+baselines' table is in tests/test_baselines.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from challenge.reports.leaderboard import (
+    leaderboard_table,
+    rank,
+    row_from_result,
+    write_html,
+)
+from challenge.scoring.compare import (
+    CONFIDENCES_FILE,
+    Confidences,
+    compare_kept,
+    read_confidences,
+    write_confidences,
+)
+from challenge.scoring.metric import evaluate_forgetting
+
+N, K = 16, 30
+CEILING = {"forget_quality": 0.15, "forget_quality_ci": [0.12, 0.18], "final_score": 0.15, "n_models": 16, "n_examples": 30, "source": "pool"}
+
+
+def retrained() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    loc = rng.normal(2, 3, K)
+    return loc, rng.normal(loc, 1.0, (N, K))
+
+
+def scored(folder: Path, unlearned: np.ndarray, r: np.ndarray, keep: bool = True, ceiling: Any = CEILING) -> tuple[dict, Path]:
+    """A result as the scorer writes it (the parts rows read), and its kept confidences in `folder`."""
+    acc = [0.9] * N
+    res = evaluate_forgetting(unlearned, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc,
+                              test_acc_retrained=acc, n_bootstrap=20)
+    score = {**res.to_dict(), "ceiling": ceiling}
+    score.pop("epsilons")
+    result = {"status": "scored", "message": "", "score": score, "budget": {}, "settings": {}}
+    if keep:
+        write_confidences(folder / CONFIDENCES_FILE, Confidences(unlearned, r, "pool-1"))
+        result["forget_confidences"] = CONFIDENCES_FILE
+    return result, folder
+
+
+def cell(lines: list[str], place: int, column: str) -> str:
+    """The cell of the row ranked `place` under `column`, the column's extent read off the dashes line."""
+    dashes = next(i for i, line in enumerate(lines) if line.startswith("-"))
+    at = lines[dashes - 1].index(column)
+    span = next(m.span() for m in re.finditer(r"-+", lines[dashes]) if m.start() <= at < m.end())
+    return lines[dashes + place][span[0]:span[1]].strip()
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> list[tuple[str, dict, Path]]:
+    """good and twin forget alike (twin is good with a little noise); bad keeps every example 3 sd away."""
+    loc, r = retrained()
+    rng = np.random.default_rng(1)
+    good = rng.normal(loc, 1.0, (N, K))
+    twin = good + rng.normal(0, 0.05, (N, K))
+    bad = rng.normal(loc + 3.0, 1.0, (N, K))
+    out = []
+    for name, u in (("good", good), ("twin", twin), ("bad", bad)):
+        (tmp_path / name).mkdir()
+        out.append((name, *scored(tmp_path / name, u, r)))
+    return out
+
+
+def test_neighbours_get_the_paired_p_and_close_ones_are_marked(three: list[tuple[str, dict, Path]]) -> None:
+    rows = rank(row_from_result(name, result, folder) for name, result, folder in three)
+    assert [r["name"] for r in rows][-1] == "bad"
+    first, second = (three[[t[0] for t in three].index(rows[i]["name"])] for i in (0, 1))
+    expected = compare_kept(*(read_confidences(t[2] / CONFIDENCES_FILE) for t in (first, second)), n_bootstrap=20).p_a_above
+    assert rows[0]["p_next"] == expected and rows[0]["close"] == (expected < 0.95)
+    assert rows[0]["close"]  # good and its twin are not told apart
+    assert rows[1]["p_next"] == 1.0 and not rows[1]["close"]  # the twin clearly beats bad
+    assert rows[2]["p_next"] is None and not rows[2]["close"]
+    table = leaderboard_table(rows).splitlines()
+    assert cell(table, 1, "P(F > next)") == f"{expected:.3f} ≈" and cell(table, 2, "P(F > next)") == "1.000"
+    assert cell(table, 3, "P(F > next)") == "—"
+    assert table[-1] == ("≈: P(F > next row's F) is below 95% in a paired bootstrap (same retrained models and forget examples), "
+                         "so the evaluation does not separate the two rows")
+
+
+def test_a_row_without_kept_confidences_falls_back_to_interval_overlap(tmp_path: Path) -> None:
+    loc, r = retrained()
+    rng = np.random.default_rng(2)
+    u = rng.normal(loc, 1.0, (N, K))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, _ = scored(tmp_path / "a", u, r)
+    b, _ = scored(tmp_path / "b", u + rng.normal(0, 0.05, (N, K)), r, keep=False)
+    rows = rank([row_from_result("a", a, tmp_path / "a"), row_from_result("b", b, tmp_path / "b")])
+    upper = rows[0]
+    assert upper["p_next"] is None and upper["close"] == upper["overlap"] is True
+    table = leaderboard_table(rows)
+    assert "CI overlap ≈" in table
+    assert table.splitlines()[-1] == ("CI overlap ≈ / CI apart: a pair where a row lacks its kept confidences (forget_confidences.npz) "
+                                      "is compared by whether their F intervals overlap")
+    assert cell(table.splitlines(), 1, "P(F > next)") == "CI overlap ≈" and upper["compared"] == "intervals"
+    # a result that names the file but lost it: the same fallback, not a crash
+    gone = row_from_result("a", a, tmp_path / "elsewhere")
+    assert gone["confidences"] is None
+
+
+def test_f_over_the_ceiling_and_the_ceiling_line(three: list[tuple[str, dict, Path]], tmp_path: Path) -> None:
+    rows = rank(row_from_result(name, result, folder) for name, result, folder in three)
+    assert all(r["f_of_ceiling"] == pytest.approx(r["forget_quality"] / 0.15) for r in rows)
+    lines = leaderboard_table(rows).splitlines()
+    assert lines[0] == "ceiling: F = 0.150 [0.120, 0.180] (retrained vs retrained, N=16, K=30)"
+    assert cell(lines, 1, "F/ceiling") == f"{rows[0]['forget_quality'] / 0.15:.3f}"
+    page = write_html("t", rows, {}, tmp_path / "p.html").read_text()
+    assert "ceiling: F = 0.150 [0.120, 0.180] (retrained vs retrained, N=16, K=30)" in page and "<th>F/ceiling</th>" in page
+    assert "≈: P(F &gt; next row&#x27;s F) is below 95%" in page
+
+
+def test_without_a_ceiling_the_column_says_so_and_no_line_is_shown(tmp_path: Path) -> None:
+    loc, r = retrained()
+    u = np.random.default_rng(3).normal(loc, 1.0, (N, K))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, _ = scored(tmp_path / "a", u, r, ceiling=None)
+    b, _ = scored(tmp_path / "b", u, r, ceiling={**CEILING, "forget_quality": 0.2})
+    rows = rank([row_from_result("a", a, tmp_path / "a"), {"name": "broken", "status": "timeout"}])
+    table = leaderboard_table(rows).splitlines()
+    assert table[0].startswith("#") and cell(table, 1, "F/ceiling") == "—"
+    assert rows[0]["f_of_ceiling"] is None
+    mixed = rank([row_from_result("a", a, tmp_path / "a"), row_from_result("b", b, tmp_path / "b")])
+    assert not leaderboard_table(mixed).startswith("ceiling")  # rows scored against other ceilings: no shared line
