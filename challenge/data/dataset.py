@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader
 
+from challenge.data.batches import drops_last
 from challenge.data.faces import FaceDataset, FaceImages
 from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split
 from challenge.errors import ChallengeError
@@ -138,7 +139,7 @@ class FaceData:
         if len(ds) == 0:
             raise ChallengeError(f"the {part} split is empty: make the dataset larger or change data.split")
         bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator, drop_last=drop_last and len(ds) > bs)
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator, drop_last=drops_last(len(ds), bs, drop_last))
 
 
 def _plain(d: Any) -> dict:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from challenge.data.batches import batches_per_epoch
+
 CALIBRATION_FILE = "calibration.json"  # the child's answer, taken away by the meter before the import
 
 
@@ -35,8 +37,7 @@ def retrain_plan(cfg: Any, n_retain: int, class_weights: list[float] | None, ste
     Steps per retrain follow the trainer's epochs, `max_steps` and `limit_train_batches`, as
     Lightning counts them; the pool's loader drops the last short batch when `data.drop_last` says so.
     """
-    bs = int(cfg.data.batch_size)
-    batches = n_retain // bs if cfg.data.get("drop_last", False) and n_retain > bs else math.ceil(n_retain / bs)
+    batches = batches_per_epoch(n_retain, int(cfg.data.batch_size), bool(cfg.data.get("drop_last", False)))
     limit = cfg.trainer.get("limit_train_batches")
     if isinstance(limit, float) and limit <= 1.0:
         batches = math.ceil(batches * limit)
