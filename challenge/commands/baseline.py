@@ -91,8 +91,9 @@ def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:
     pool.create()
     n = int(cfg.pool.size)
     t = time.perf_counter()
-    done = build(cfg, pool, pool_models(cfg), workers)
-    if len(pool.entries(pool_models(cfg))) < pool_models(cfg) or not pool.original_path.exists():
+    models = pool_models(cfg)
+    done = build(cfg, pool, models, workers)
+    if len(pool.entries(models)) < models or not pool.original_path.exists():
         raise ChallengeError(f"the pool at {pool.root} is incomplete (another process holds some seeds): run `challenge baseline` again when it has finished")
     original = done["original_seconds"]
     stages.add("original", original or 0.0, "trained (alongside the first pool models)" if original is not None else "reused")

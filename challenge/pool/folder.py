@@ -143,11 +143,11 @@ class Pool:
                 f"expected {self.fingerprint}; differs in {', '.join(diff) or 'kit internals'}): build a pool for this one with `challenge pool`"
             )
 
-    def entries(self, n: int | None = None) -> list[PoolEntry]:
-        """Valid entries in seed order; a damaged file is skipped (and will be retrained)."""
-        seeds = self.seeds(n if n is not None else self.size_on_disk())
+    def entries(self, n: int | None = None, start: int = 0) -> list[PoolEntry]:
+        """Valid entries in seed order (n of them from the start-th seed); a damaged file is skipped (and will be retrained)."""
+        count = n if n is not None else self.size_on_disk()
         out = []
-        for seed in seeds:
+        for seed in self.seeds(start + count)[start:]:
             entry = read_entry(self.entry_path(seed))
             if entry is not None:
                 out.append(entry)

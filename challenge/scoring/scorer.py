@@ -89,7 +89,7 @@ def prepare(cfg: DictConfig) -> Context:
     entries = pool.require(settings.n_runs)
     _, spec, _ = load_net(pool.original_path)
     plan = retrain_plan(cfg, len(dm.dataset("retain")), dm.split.class_weights, settings.calibration_steps)
-    held_out = pool.entries(2 * settings.n_runs)[settings.n_runs:] if cfg.pool.get("ceiling", False) else []
+    held_out = pool.entries(settings.n_runs, start=settings.n_runs) if cfg.pool.get("ceiling", False) else []
     return Context(dm, pool, entries, spec, settings, plan, held_out if len(held_out) == settings.n_runs else [])
 
 
@@ -288,8 +288,7 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict
 
 def score_runs(ctx: Context, evals: list[RunEval]) -> tuple[dict[str, Any], np.ndarray]:
     try:
-        score, eps = judge_score(evals, np.stack([e.confidences for e in ctx.entries]), [e.retain_acc for e in ctx.entries],
-                                 [e.test_acc for e in ctx.entries], ctx.settings.n_bootstrap, ctx.settings.first_seed)
+        score, eps = judge_score(evals, *_pool_side(ctx.entries), ctx.settings.n_bootstrap, ctx.settings.first_seed)
     except ValueError as e:  # e.g. retrained models with zero accuracy: the pool cannot normalise a score
         raise ChallengeError(f"cannot score against the pool at {ctx.pool.root}: {e}") from None
     score["ceiling"] = ceiling(ctx)
@@ -300,18 +299,26 @@ def ceiling(ctx: Context) -> dict[str, Any] | None:
     """What retraining itself scores against the reference, at the same N and K: the held-out half of
     the pool scored as if it were a submission. F cannot reach 1 at small N (at N = 16 retraining
     scores about 0.15), so a method's F means little until it is read as a fraction of this."""
-    held, ref = ctx.held_out, ctx.entries
+    held, ref, s = ctx.held_out, ctx.entries, ctx.settings
     if not held:
         return None
-    res = evaluate_forgetting(
-        np.stack([e.confidences for e in held]), np.stack([e.confidences for e in ref]),
-        retain_acc_unlearned=[e.retain_acc for e in held], retain_acc_retrained=[e.retain_acc for e in ref],
-        test_acc_unlearned=[e.test_acc for e in held], test_acc_retrained=[e.test_acc for e in ref],
-        n_bootstrap=ctx.settings.n_bootstrap, seed=ctx.settings.first_seed,
-    )
-    return {"forget_quality": res.forget_quality, "forget_quality_ci": list(res.forget_quality_ci) if res.forget_quality_ci else None,
-            "final_score": res.final_score, "n_models": res.n_models, "n_examples": res.n_examples,
-            "source": f"{len(held)} held-out retrained models of the pool (seeds {held[0].seed}-{held[-1].seed}) against the {len(ref)} reference ones"}
+    # The same for every submission on this pool: computed once (its bootstrap is a minute at N = 512).
+    cache = ctx.pool.root / f"ceiling-n{s.n_runs}-b{s.n_bootstrap}-s{s.first_seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    (conf, retain, test), (ref_conf, ref_retain, ref_test) = _pool_side(held), _pool_side(ref)
+    res = evaluate_forgetting(conf, ref_conf, retain_acc_unlearned=retain, retain_acc_retrained=ref_retain,
+                              test_acc_unlearned=test, test_acc_retrained=ref_test, n_bootstrap=s.n_bootstrap, seed=s.first_seed)
+    out = {"forget_quality": res.forget_quality, "forget_quality_ci": list(res.forget_quality_ci) if res.forget_quality_ci else None,
+           "final_score": res.final_score, "n_models": res.n_models, "n_examples": res.n_examples,
+           "source": f"{len(held)} held-out retrained models of the pool (seeds {held[0].seed}-{held[-1].seed}) against the {len(ref)} reference ones"}
+    write_atomic(cache, json.dumps(out))
+    return out
+
+
+def _pool_side(entries: list[PoolEntry]) -> tuple[np.ndarray, list[float], list[float]]:
+    """Retrained models as the metric takes them: [N, K] forget confidences, retain and test accuracies."""
+    return np.stack([e.confidences for e in entries]), [e.retain_acc for e in entries], [e.test_acc for e in entries]
 
 
 def examples(ctx: Context, evals: list[RunEval], eps: np.ndarray) -> dict[str, list]:
@@ -358,7 +365,7 @@ def keep_confidences(ctx: Context, work: Work, cached: Path, result: dict[str, A
         except (OSError, ValueError, KeyError):  # the evaluations are gone: nothing to keep, and nothing named
             result.pop("forget_confidences", None)
             return result
-        write_confidences(kept, Confidences(unlearned, np.stack([e.confidences for e in ctx.entries]), ctx.pool.fingerprint))
+        write_confidences(kept, Confidences(unlearned, _pool_side(ctx.entries)[0], ctx.pool.fingerprint))
     if result.get("status") == "scored":
         result["forget_confidences"] = CONFIDENCES_FILE
     return result
