@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from challenge.pool import Claim, Pool, read_entry
 
 # argv: mode, a JSON object of arguments, a log folder. The launcher forks argv["workers"] workers,
@@ -241,6 +243,7 @@ def test_four_workers_train_every_seed_once_and_delete_only_the_claims_they_hold
     assert all((f"seed-{seed:06d}.claim", inode) in deleted for seed, inode in stale.items())  # taken over, then released
 
 
+@pytest.mark.slow  # about 30 s of racing processes; test_claims_are_exclusive_across_processes stays fast
 def test_claimants_racing_on_one_claim_are_never_inside_together(tmp_path: Path) -> None:
     # Taking, holding and releasing one claim in a tight loop makes the window between a loser's
     # open and its lock, during which the holder unlinks the file, come up many times a second.

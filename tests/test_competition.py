@@ -453,6 +453,7 @@ def test_bundle_validation_names_what_codabench_would_refuse(bundle: Path, tmp_p
 BOTH_WAYS = ["kaggle_inplace.py", "syntax_error.py", "raises.py", "wrong_architecture.py", "infinite_loop.py"]
 
 
+@pytest.mark.slow  # about two minutes: every file scored twice, by both programs
 def test_local_scorer_and_codabench_programs_give_the_same_verdicts_and_numbers(bundle: Path, tmp_path: Path) -> None:
     """Each file through `challenge score` and through the bundle's two programs (all side by side)."""
     from challenge.competition.phases import phase_config, phases

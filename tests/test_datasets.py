@@ -332,6 +332,7 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return done
 
 
+@pytest.mark.slow  # trains and scores a pool per layout (about 100 s); the readers themselves are tested fast above
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_train_pool_score_on_each_layout(pipelines: dict[str, dict], layout: str) -> None:
     done = pipelines[layout]

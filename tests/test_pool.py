@@ -30,6 +30,7 @@ def _pool(cache: Path, overrides: list[str]) -> Pool:
     return Pool.for_config(cfg, dm)
 
 
+@pytest.mark.slow  # about 50 s: a real build killed and resumed
 def test_kill_9_mid_build_then_resume_ends_with_exactly_n_valid_entries(tmp_path: Path) -> None:
     env = {"CHALLENGE_CACHE_DIR": str(tmp_path)}
     args = [str(CHALLENGE), "pool", *POOL_TINY, "pool.size=4", f"hydra.run.dir={tmp_path}/run1"]

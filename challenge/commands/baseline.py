@@ -31,6 +31,7 @@ from challenge.reports.leaderboard import (
     row_from_result,
     write_html,
 )
+from challenge.reports.stability import LEADERBOARD_FILE, split_record
 from challenge.scoring.scorer import KIT_BASELINES, budget_exempt, score_submission
 
 
@@ -73,11 +74,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     stages.add("report", time.perf_counter() - t)
     timings = stages.to_dict(workers, int(cfg.scorer.threads))
     write_json(out / "timings.json", timings, indent=2)
+    record = split_record(_job_overrides(), int(cfg.data.split.seed), pool.fingerprint, rows, timings["total_seconds"])
+    write_json(out / LEADERBOARD_FILE, record, indent=2)
     print(leaderboard_table(rows))
     print()
     print(format_timings(timings))
     print(f"\nresults: {out}/<method>/result.json\nreport:  {report}\ntimings: {out / 'timings.json'}")
     return {"rows": rows, "timings": timings}
+
+
+def _job_overrides() -> list[str]:
+    """This run's command-line overrides: what tells one job of a multirun from another."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:

@@ -1,0 +1,111 @@
+"""Rankings across splits: Kendall's τ-b, the table, and a real `challenge baseline` multirun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from challenge.errors import ChallengeError
+from challenge.files import write_json
+from challenge.reports.stability import (
+    LEADERBOARD_FILE,
+    kendall_tau,
+    read_splits,
+    split_record,
+    stability,
+    stability_table,
+)
+from tests.conftest import TINY, run_cli
+
+
+def test_kendall_tau_b_matches_scipy_with_and_without_ties() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(3, 10))
+        a, b = rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)  # many ties
+        expected = kendalltau(a, b).statistic
+        got = kendall_tau(list(a), list(b))
+        assert (got is None and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+    assert kendall_tau([3.0, 2.0, 1.0], [30.0, 20.0, 10.0]) == 1.0
+    assert kendall_tau([3.0, 2.0, 1.0], [10.0, 20.0, 30.0]) == -1.0
+    assert kendall_tau([1.0], [1.0]) is None
+
+
+def _split(folder: Path, seed: int, scores: dict[str, float | None]) -> Path:
+    rows = [{"name": n, "status": "scored" if s is not None else "crashed", "final_score": s, "forget_quality": None if s is None else s * 2,
+             "ceiling": {"forget_quality": 0.5 + seed / 100}} for n, s in sorted(scores.items(), key=lambda kv: -(kv[1] or -1))]
+    folder.mkdir(parents=True)
+    write_json(folder / LEADERBOARD_FILE, split_record(["experiment=tiny", f"data.split.seed={seed}"], seed, f"pool{seed}", rows, 10.0))
+    return folder
+
+
+def test_the_table_ranks_each_split_and_tau_compares_their_orders(tmp_path: Path) -> None:
+    a = _split(tmp_path / "0", 0, {"salun": 0.4, "finetune": 0.2, "do_nothing": 0.0, "scrub": 0.3})
+    b = _split(tmp_path / "1", 1, {"salun": 0.3, "finetune": 0.1, "do_nothing": 0.0, "scrub": 0.35})
+    c = _split(tmp_path / "2", 2, {"salun": 0.1, "finetune": 0.2, "do_nothing": 0.0, "scrub": None})  # scrub crashed here
+    splits = read_splits([a, b, c])
+    assert [s["label"] for s in splits] == ["data.split.seed=0", "data.split.seed=1", "data.split.seed=2"]  # the common override is left out
+    st = stability(splits)
+    by = {m["name"]: m for m in st["methods"]}
+    assert [p["rank"] if p else None for p in by["scrub"]["per_split"]] == [2, 1, None]
+    assert by["salun"]["rank_mean"] == pytest.approx(5 / 3) and by["salun"]["rank_range"] == [1, 2]
+    assert by["finetune"]["f_mean"] == pytest.approx((0.4 + 0.2 + 0.4) / 3)
+    assert by["finetune"]["f_sd"] == pytest.approx(np.std([0.4, 0.2, 0.4], ddof=1))
+    assert [m["name"] for m in st["methods"]] == ["scrub", "salun", "finetune", "do_nothing"]  # best mean rank first
+    pairs = {(p["a"], p["b"]): p for p in st["tau"]["pairs"]}
+    # splits 0 and 1 swap salun and scrub, one discordant pair of six: τ = (5 - 1) / 6
+    assert pairs[("data.split.seed=0", "data.split.seed=1")]["tau"] == pytest.approx(4 / 6)
+    # split 2 swaps salun and finetune, and has no scrub: τ over three methods, (2 - 1) / 3
+    assert pairs[("data.split.seed=0", "data.split.seed=2")] == {"a": "data.split.seed=0", "b": "data.split.seed=2", "tau": pytest.approx(1 / 3), "n_methods": 3}
+    assert st["tau"]["mean"] == pytest.approx((4 / 6 + 1 / 3 + 1 / 3) / 3)
+    assert st["tau"]["min"] == pytest.approx(1 / 3)
+    text = stability_table(st)
+    assert "Kendall's τ, all methods: mean 0.44, min 0.33" in text
+    assert "(ceiling F)" in text and "0.510" in text
+
+
+def test_fewer_than_two_splits_or_a_folder_without_a_leaderboard_is_one_clear_error(tmp_path: Path) -> None:
+    a = _split(tmp_path / "0", 0, {"salun": 0.4, "finetune": 0.2})
+    with pytest.raises(ChallengeError, match="at least two splits.*data.split.seed=0,1,2"):
+        stability(read_splits([a]))
+    with pytest.raises(ChallengeError, match=f"no {LEADERBOARD_FILE} in .*nowhere.*finished `challenge baseline` run"):
+        read_splits([a, tmp_path / "nowhere"])
+
+
+@pytest.mark.slow  # two splits' originals, pools and scorings: about two minutes here
+def test_a_baseline_multirun_over_split_seeds_writes_the_stability_table(tmp_path: Path) -> None:
+    """Two splits in two joblib processes, each with its own original and pool; the callback in
+    the launching process gathers them. Each split's row equals what its own result.json says."""
+    sweep = tmp_path / "sweep"
+    r = run_cli("baseline", "-m", *TINY, "data.split.seed=0,1", "baselines=[do_nothing,finetune,random_label]", "workers=1",
+                "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                f"hydra.sweep.dir={sweep}", env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr[-3000:]
+    st = json.loads((sweep / "stability.json").read_text())
+    assert [s["label"] for s in st["splits"]] == ["data.split.seed=0", "data.split.seed=1"]
+    assert st["splits"][0]["pool"] != st["splits"][1]["pool"]  # each split its own original and pool
+    assert len(list((tmp_path / "cache" / "pools").iterdir())) == 2
+    for i, split in enumerate(("0", "1")):
+        for m in st["methods"]:
+            result = json.loads((sweep / split / m["name"] / "result.json").read_text())
+            assert m["per_split"][i]["forget_quality"] == result["score"]["forget_quality"]
+            assert m["per_split"][i]["final_score"] == result["score"]["final_score"]
+    assert sorted(m["name"] for m in st["methods"]) == ["do_nothing", "finetune", "random_label"]
+    assert st["multirun_seconds"] > 0
+    assert "Kendall's τ, all methods" in r.stdout and "rank mean (range)" in r.stdout
+    page = (sweep / "stability.html").read_text()
+    assert '<pre id="stability">' in page and "data:image/png;base64," in page
+
+
+def test_tau_among_the_top_five_leaves_out_a_swap_below_them(tmp_path: Path) -> None:
+    names = [f"m{i}" for i in range(1, 7)]
+    a = _split(tmp_path / "0", 0, dict(zip(names, [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])))
+    b = _split(tmp_path / "1", 1, dict(zip(names, [6.0, 5.0, 4.0, 3.0, 1.0, 2.0])))  # m5 and m6 swap, sixth and fifth
+    st = stability(read_splits([a, b]))
+    assert st["top"] == ["m1", "m2", "m3", "m4", "m5"]  # m5 and m6 tie on mean rank 5.5: by name
+    assert st["tau_top"]["mean"] == 1.0  # m5 is last of the five in both
+    assert st["tau"]["mean"] == pytest.approx(13 / 15)
