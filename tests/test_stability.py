@@ -109,3 +109,18 @@ def test_tau_among_the_top_five_leaves_out_a_swap_below_them(tmp_path: Path) -> 
     assert st["top"] == ["m1", "m2", "m3", "m4", "m5"]  # m5 and m6 tie on mean rank 5.5: by name
     assert st["tau_top"]["mean"] == 1.0  # m5 is last of the five in both
     assert st["tau"]["mean"] == pytest.approx(13 / 15)
+
+
+def test_the_stability_command_reads_a_sweep_folder_or_runs_and_refuses_a_folder_without_a_leaderboard(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for seed, order in enumerate(([0.4, 0.2, 0.0], [0.3, 0.2, 0.1])):
+        _split(sweep / str(seed), seed, dict(zip(["salun", "finetune", "do_nothing"], order)))
+    r = run_cli("stability", str(sweep), "--out", str(tmp_path / "table"), f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 0, r.stderr
+    assert "Kendall's τ, all methods: mean 1.00" in r.stdout
+    st = json.loads((tmp_path / "table" / "stability.json").read_text())
+    assert [m["name"] for m in st["methods"]] == ["salun", "finetune", "do_nothing"]
+
+    r = run_cli("stability", str(sweep / "0"), str(tmp_path / "empty"), f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: no {LEADERBOARD_FILE} in {tmp_path / 'empty'}: each folder must be a finished `challenge baseline` run"]

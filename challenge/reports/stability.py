@@ -215,6 +215,11 @@ def stability_of(folders: list[Path], out: Path) -> dict[str, Any]:
     return st
 
 
+def job_folders(sweep: Path) -> list[Path]:
+    """A sweep's finished job folders (0, 1, ..., 10: in job order, not text order)."""
+    return sorted((p.parent for p in sweep.glob(f"*/{LEADERBOARD_FILE}")), key=lambda p: (len(p.name), p.name))
+
+
 class StabilityCallback(Callback):
     """At the end of a `challenge baseline` multirun, the stability table over its jobs' folders."""
 
@@ -223,7 +228,7 @@ class StabilityCallback(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
-        folders = sorted((p.parent for p in sweep.glob(f"*/{LEADERBOARD_FILE}")), key=lambda p: (len(p.name), p.name))
+        folders = job_folders(sweep)
         if len(folders) < 2:  # a one-job sweep (or every job failed): nothing to compare
             print(f"stability: {len(folders)} finished job(s) in {sweep}, no table (it needs two splits)")
             return
