@@ -44,7 +44,7 @@ COMMANDS: dict[str, Command] = {
     "leaderboard": Command(f"{_COMPETITION}:leaderboard", "competition", "print the leaderboard (--html PATH: also write a static page)", flags=f"{_COMPETITION}:leaderboard_flags"),
     "competition finalize": Command(f"{_COMPETITION}:finalize", "competition", "close the competition and reveal the private phase's ranking", flags=f"{_COMPETITION}:no_flags"),
     "competition bundle": Command(f"{_COMPETITION}:bundle", "competition", "write a Codabench competition bundle (--out ZIP)", flags=f"{_COMPETITION}:bundle_flags"),
-    "stability": Command("challenge.commands.stability:run", "stability", "the stability table over finished baseline runs or a multirun folder: stability RUN RUN... (a `baseline -m` multirun writes it itself)", flags="challenge.commands.stability:flags"),
+    "stability": Command("challenge.commands.stability:run", "stability", "rankings across splits: stability RUN... or a sweep folder", flags="challenge.commands.stability:flags"),
     "compare": Command("challenge.commands.compare:run", "compare", "paired comparison of two results on one pool: compare A/result.json B/result.json", flags="challenge.commands.compare:flags"),
 }
 # Hydra's own options a command with flags passes through untouched.
