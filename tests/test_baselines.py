@@ -202,7 +202,7 @@ def test_table_ranks_and_marks_unscored_and_exempt_rows(scored: tuple[Path, dict
     assert "(exempt)" in next(line for line in table.splitlines() if " retrain " in line)
     # every scored neighbour pair is compared paired, from the confidences kept in out/<method>/
     assert [r["compared"] for r in rows] == ["paired"] * (len(METHODS) - 1) + [None, None]
-    assert all(0.0 <= r["p_next"] <= 1.0 and r["close"] == (r["p_next"] < 0.95) for r in rows[:-2])
+    assert all(0.0 <= r["p_next"] <= 1.0 and r["close"] == (0.05 < r["p_next"] < 0.95) for r in rows[:-2])
     assert "P(F > next)" in table.splitlines()[1]  # under the ceiling line
 
 

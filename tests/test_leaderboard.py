@@ -78,15 +78,26 @@ def test_neighbours_get_the_paired_p_and_close_ones_are_marked(three: list[tuple
     assert [r["name"] for r in rows][-1] == "bad"
     first, second = (three[[t[0] for t in three].index(rows[i]["name"])] for i in (0, 1))
     expected = compare_kept(*(read_confidences(t[2] / CONFIDENCES_FILE) for t in (first, second)), n_bootstrap=20).p_a_above
-    assert rows[0]["p_next"] == expected and rows[0]["close"] == (expected < 0.95)
+    assert rows[0]["p_next"] == expected and rows[0]["close"] == (0.05 < expected < 0.95)
     assert rows[0]["close"]  # good and its twin are not told apart
     assert rows[1]["p_next"] == 1.0 and not rows[1]["close"]  # the twin clearly beats bad
     assert rows[2]["p_next"] is None and not rows[2]["close"]
     table = leaderboard_table(rows).splitlines()
     assert cell(table, 1, "P(F > next)") == f"{expected:.3f} ≈" and cell(table, 2, "P(F > next)") == "1.000"
     assert cell(table, 3, "P(F > next)") == "—"
-    assert table[-1] == ("≈: P(F > next row's F) is below 95% in a paired bootstrap (same retrained models and forget examples), "
-                         "so the evaluation does not separate the two rows")
+    assert table[-1] == ("≈: P(F > next row's F) lies between 5% and 95% in a paired bootstrap (same retrained models and forget examples), "
+                         "so the evaluation does not separate the two rows' F")
+
+
+def test_a_row_ranked_above_by_final_score_but_clearly_below_in_f_is_not_marked_close(three: list[tuple[str, dict, Path]]) -> None:
+    """Rows are ordered by final score (F times the accuracy ratios): P near 0 is a clear separation the other way."""
+    by_name = {name: (result, folder) for name, result, folder in three}
+    bad, folder = by_name["bad"]
+    bad["score"]["final_score"] = 1.0  # as if its accuracy ratios lifted it above the others
+    rows = rank([row_from_result("bad", bad, folder), row_from_result("twin", *by_name["twin"])])
+    assert [r["name"] for r in rows] == ["bad", "twin"]
+    assert rows[0]["p_next"] == 0.0 and not rows[0]["close"]
+    assert cell(leaderboard_table(rows).splitlines(), 1, "P(F > next)") == "0.000"
 
 
 def test_a_row_without_kept_confidences_falls_back_to_interval_overlap(tmp_path: Path) -> None:
@@ -118,7 +129,7 @@ def test_f_over_the_ceiling_and_the_ceiling_line(three: list[tuple[str, dict, Pa
     assert cell(lines, 1, "F/ceiling") == f"{rows[0]['forget_quality'] / 0.15:.3f}"
     page = write_html("t", rows, {}, tmp_path / "p.html").read_text()
     assert "ceiling: F = 0.150 [0.120, 0.180] (retrained vs retrained, N=16, K=30)" in page and "<th>F/ceiling</th>" in page
-    assert "≈: P(F &gt; next row&#x27;s F) is below 95%" in page
+    assert "≈: P(F &gt; next row&#x27;s F) lies between 5% and 95%" in page
 
 
 def test_without_a_ceiling_the_column_says_so_and_no_line_is_shown(tmp_path: Path) -> None:

@@ -74,14 +74,14 @@ def _ceiling(score: dict[str, Any]) -> dict[str, Any]:
     return {"ceiling": ceiling, "f_of_ceiling": f / top if f is not None and top else None}
 
 
-SEPARATED_P = 0.95  # neighbours whose paired P(above beats below) is lower are marked as not told apart
+SEPARATED_P = 0.95  # neighbours where neither F beats the other with this paired P are marked as not told apart
 _KEPT = "forget_confidences.npz"  # challenge.scoring.compare.CONFIDENCES_FILE, named here without importing torch
 
 
 def rank(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Best final score first, unscored rows last; each scored row gets P(its F > the next row's F)
-    from a paired bootstrap of their kept confidences (`p_next`), and `close` when that is below
-    SEPARATED_P: such neighbours are not told apart by the evaluation (a rerun could swap them).
+    from a paired bootstrap of their kept confidences (`p_next`), and `close` when neither F beats the
+    other with SEPARATED_P: such neighbours are not told apart by the evaluation (a rerun could swap them).
     Where either row has no kept confidences, `close` falls back to their F intervals overlapping."""
     ordered = sorted(rows, key=lambda r: (r.get("final_score") is None, -(r.get("final_score") or 0.0)))
     out = [dict(r) for r in ordered]
@@ -91,8 +91,14 @@ def rank(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         scored_pair = row.get("final_score") is not None and below is not None and below.get("final_score") is not None
         row["p_next"] = _paired_p(row, below) if scored_pair else None
         row["compared"] = None if not scored_pair else "paired" if row["p_next"] is not None else "intervals"
-        row["close"] = row["p_next"] < SEPARATED_P if row["p_next"] is not None else row["overlap"]
+        row["close"] = _undecided(row["p_next"]) if row["p_next"] is not None else row["overlap"]
     return out
+
+
+def _undecided(p: float) -> bool:
+    """Neither F beats the other with SEPARATED_P: rows ranked by final score can be separated in F
+    the other way round (P near 0), which is a clear difference, not a tie."""
+    return max(p, 1.0 - p) < SEPARATED_P
 
 
 def _paired_p(row: dict[str, Any], below: dict[str, Any]) -> float | None:
@@ -128,7 +134,7 @@ def _f_text(row: dict[str, Any]) -> str:
 
 
 def _p_text(row: dict[str, Any]) -> str:
-    """P with a mark when below SEPARATED_P; without P, what the interval fallback found."""
+    """P with a mark when it separates neither way; without P, what the interval fallback found."""
     if row.get("compared") == "paired":
         return f"{row['p_next']:.3f}" + (" ≈" if row["close"] else "")
     if row.get("compared") == "intervals":
@@ -167,8 +173,8 @@ def footnotes(rows: list[dict[str, Any]]) -> list[str]:
     """What the ≈ mark means here, and when some pairs could only be compared by their intervals."""
     notes = []
     if any(r.get("close") and r.get("compared") == "paired" for r in rows):
-        notes.append(f"≈: P(F > next row's F) is below {SEPARATED_P:.0%} in a paired bootstrap (same retrained models and forget examples), "
-                     "so the evaluation does not separate the two rows")
+        notes.append(f"≈: P(F > next row's F) lies between {1 - SEPARATED_P:.0%} and {SEPARATED_P:.0%} in a paired bootstrap (same retrained models and forget examples), "
+                     "so the evaluation does not separate the two rows' F")
     if any(r.get("compared") == "intervals" for r in rows):
         notes.append(f"CI overlap ≈ / CI apart: a pair where a row lacks its kept confidences ({_KEPT}) is compared by whether their F intervals overlap")
     return notes
