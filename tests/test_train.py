@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
 from challenge.commands import train
-from challenge.training.net import load_net
+from challenge.training.net import load_net, save_net
+from challenge.training.recipe import fit
 from tests.conftest import TINY, compose_config, run_cli
 
 
@@ -32,6 +34,21 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     assert a["test"] == b["test"]
+
+
+def test_a_net_trained_channels_last_comes_back_contiguous_and_its_saved_copy_gives_the_same_bits(tmp_path: Path) -> None:
+    """The pool caches outputs of the in-memory net; the scorer and a reload use the saved one: same layout, same bits."""
+    cfg = compose_config("train", [*TINY, "model.channels_last=true"], tmp_path)
+    dm = instantiate(cfg.data)
+    model, _ = fit(cfg, dm, "train", seed=0, validate=False)
+    assert all(p.is_contiguous() for p in model.net.parameters())
+    save_net(model.net, model.spec, {}, tmp_path / "net.pt")
+    net, _, _ = load_net(tmp_path / "net.pt")
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model.net.eval(), net.eval()
+    assert torch.equal(model.net(x), net(x))
+    plain, _ = fit(compose_config("train", [*TINY, "model.channels_last=false"], tmp_path / "plain"), dm, "train", seed=0, validate=False)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.net.state_dict().values(), model.net.state_dict().values()))  # the option reached the training
 
 
 def test_original_model_memorises_the_forget_set(tmp_path: Path) -> None:
