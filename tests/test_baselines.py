@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from challenge.reports.leaderboard import (
 from challenge.scoring.compare import (
     Confidences,
     compare_kept,
+    draw_key,
     read_confidences,
     write_confidences,
 )
@@ -279,6 +281,19 @@ def test_kept_confidences_are_the_ones_the_score_came_from(scored: tuple[Path, d
         assert kept.pool_fingerprint == result["pool"]["fingerprint"]
         again = compare_kept(kept, kept, n_bootstrap=5)
         assert again.forget_quality_a == result["score"]["forget_quality"]  # bit for bit: the same arrays the scorer used
+        # the interval's replicates, kept for comparisons: they are the ones a recomputation gives
+        b, seed = result["score"]["n_bootstrap"], result["score"]["seed"]
+        assert kept.draw == draw_key(seed, b) and kept.replicates.shape == (b,)
+        assert compare_kept(kept, kept, b, seed) == compare_kept(*[replace(kept, replicates=None)] * 2, b, seed)
+
+
+def test_compare_defaults_to_the_results_own_bootstrap(scored: tuple[Path, dict[str, dict]], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, results = scored
+    status, stdout, stderr = compare_cli(tmp_path, capsys, out / "retrain" / "result.json", out / "finetune" / "result.json")
+    assert status == 0, stderr
+    b = results["retrain"]["score"]["n_bootstrap"]
+    c = compare_kept(*(read_confidences(out / n / "forget_confidences.npz") for n in ("retrain", "finetune")), b, results["retrain"]["score"]["seed"])
+    assert stdout.splitlines()[0].endswith(f", {b} replicates") and f"= {c.p_a_above:.3f}" in stdout.splitlines()[4]
 
 
 def test_a_cached_result_comes_with_its_confidences(scored: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:

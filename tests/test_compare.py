@@ -6,6 +6,7 @@ baselines); here the numbers: P, the difference's interval, and what pairing buy
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from challenge.scoring.compare import (
     Confidences,
     compare_forgetting,
     compare_kept,
+    draw_key,
     read_confidences,
     write_confidences,
 )
@@ -36,7 +38,7 @@ def test_identical_results_are_a_coin_flip_and_not_separated() -> None:
     u = rng.normal(loc, 1.0, (N, K))
     c = compare_forgetting(u, u.copy(), r, n_bootstrap=50)
     assert c.forget_quality_a == c.forget_quality_b and c.difference == 0.0
-    assert c.difference_ci[0] < 0.0 < c.difference_ci[1]
+    assert c.difference_ci == (0.0, 0.0) and c.p_a_above == 0.5  # every replicate draws the same runs of both
     assert not c.separated
 
 
@@ -108,3 +110,23 @@ def test_kept_confidences_round_trip_and_refuse_other_pools(tmp_path: Path) -> N
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
     with pytest.raises(ChallengeError, match="cannot read .*broken.npz"):
         read_confidences(tmp_path / "broken.npz")
+
+
+def test_kept_replicates_give_the_same_comparison_bit_for_bit_and_are_ignored_for_other_draws(tmp_path: Path) -> None:
+    """The scorer keeps each result's interval replicates; comparing with them must equal computing them."""
+    rng, loc, r = pool(6)
+    acc = [0.9] * N
+    kept = []
+    for name, shift in (("a", 0.3), ("b", 0.8)):
+        u = rng.normal(loc + shift, 1.0, (N, K))
+        res = evaluate_forgetting(u, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc,
+                                  test_acc_retrained=acc, n_bootstrap=40, seed=7)
+        write_confidences(tmp_path / f"{name}.npz", Confidences(u, r, "pool-1", res.replicates, draw_key(7, 40)))
+        kept.append(read_confidences(tmp_path / f"{name}.npz"))
+    assert kept[0].draw == draw_key(7, 40) and len(kept[0].replicates) == 40
+    bare = [replace(c, replicates=None, draw="") for c in kept]
+    assert compare_kept(*kept, n_bootstrap=40, seed=7) == compare_kept(*bare, n_bootstrap=40, seed=7)
+    assert compare_kept(*kept, n_bootstrap=30, seed=7) == compare_kept(*bare, n_bootstrap=30, seed=7)  # other count: recomputed
+    wrong = [replace(kept[0], replicates=kept[0].replicates[::-1].copy()), kept[1]]  # used only where the draw matches
+    assert compare_kept(*wrong, n_bootstrap=40, seed=8) == compare_kept(*bare, n_bootstrap=40, seed=8)
+    assert compare_kept(*wrong, n_bootstrap=40, seed=7).difference_ci != compare_kept(*kept, n_bootstrap=40, seed=7).difference_ci

@@ -28,8 +28,15 @@ def _positive(text: str) -> int:
 def flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", type=Path, help="result.json of method A (as `challenge score` wrote it)")
     p.add_argument("b", type=Path, help="result.json of method B, scored on the same pool")
-    p.add_argument("--bootstrap", type=_positive, default=1000, metavar="B", help="paired bootstrap replicates (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
+    p.add_argument("--bootstrap", type=_positive, default=None, metavar="B",
+                   help="paired bootstrap replicates (default: as many as the results were scored with, whose kept replicates make it instant)")
+    p.add_argument("--seed", type=int, default=None, help="the bootstrap's seed (default: the results' own)")
+
+
+def _as_scored(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int]:
+    """The replicate count and seed both results were scored with (1000 and 0 where they differ or had none)."""
+    same = lambda key, default: a.get(key) if a.get(key) == b.get(key) and a.get(key) else default
+    return int(same("n_bootstrap", 1000)), int(same("seed", 0) or 0)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -37,7 +44,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:
 
     paths = [p.expanduser().resolve() for p in (args.a, args.b)]
     (ra, ka), (rb, kb) = (load_scored(p) for p in paths)
-    c = compare_kept(ka, kb, args.bootstrap, args.seed)
+    n_bootstrap, seed = _as_scored(ra["score"], rb["score"])
+    c = compare_kept(ka, kb, args.bootstrap or n_bootstrap, seed if args.seed is None else args.seed)
     names = [_name(r, p) for r, p in zip((ra, rb), paths)]
     print(format_comparison(names, [ra["score"], rb["score"]], c, ka.unlearned.shape, ka.pool_fingerprint))
     return {"a": names[0], "b": names[1], "difference": c.difference, "difference_ci": list(c.difference_ci), "p_a_above": c.p_a_above}

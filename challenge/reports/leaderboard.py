@@ -7,7 +7,7 @@ plain dict:
   name, status, final_score, forget_quality, f_ci ([lo, hi] or None), retain_ratio, test_ratio,
   seconds_per_run (mean charged cost, in the budget's clock), budget_seconds (None: exempt from the budget),
   budget_used (the runs' cost as a fraction of what the budget allows them in all)
-  confidences (path of the kept forget_confidences.npz or None), n_bootstrap, ceiling (the pool's
+  confidences (path of the kept forget_confidences.npz or None), n_bootstrap and seed of F's interval, ceiling (the pool's
   ceiling dict or None), f_of_ceiling (F / the ceiling's F)
   optional: team, submitted (text); `rank` adds p_next (paired P(F > next row's F) or None),
   compared ("paired", "intervals" when a kept file is missing, None for the last scored row),
@@ -62,6 +62,7 @@ def row_from_result(name: str, result: dict[str, Any], folder: Path | None = Non
         "budget_used": budget["used_budgets"] / len(costs) if costs else None,
         "confidences": str(folder / kept) if folder is not None and kept and (folder / kept).is_file() else None,
         "n_bootstrap": score.get("n_bootstrap"),
+        "seed": score.get("seed"),
         **_ceiling(score),
     }
     return row
@@ -85,12 +86,13 @@ def rank(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Where either row has no kept confidences, `close` falls back to their F intervals overlapping."""
     ordered = sorted(rows, key=lambda r: (r.get("final_score") is None, -(r.get("final_score") or 0.0)))
     out = [dict(r) for r in ordered]
-    for row, below in zip(out, out[1:] + [None]):
+    scored = [r.get("final_score") is not None for r in out]
+    p_next = {i: _paired_p(out[i], out[i + 1]) for i in range(len(out) - 1) if scored[i] and scored[i + 1]}
+    for i, (row, below) in enumerate(zip(out, out[1:] + [None])):
         a, b = row.get("f_ci"), below.get("f_ci") if below else None
         row["overlap"] = bool(a and b and a[0] <= b[1] and b[0] <= a[1])
-        scored_pair = row.get("final_score") is not None and below is not None and below.get("final_score") is not None
-        row["p_next"] = _paired_p(row, below) if scored_pair else None
-        row["compared"] = None if not scored_pair else "paired" if row["p_next"] is not None else "intervals"
+        row["p_next"] = p_next.get(i)
+        row["compared"] = None if i not in p_next else "paired" if row["p_next"] is not None else "intervals"
         row["close"] = _undecided(row["p_next"]) if row["p_next"] is not None else row["overlap"]
     return out
 
@@ -102,7 +104,8 @@ def _undecided(p: float) -> bool:
 
 
 def _paired_p(row: dict[str, Any], below: dict[str, Any]) -> float | None:
-    """P(row's F > below's F) on shared retrained models and examples, or None if it cannot be had."""
+    """P(row's F > below's F) on shared retrained models and examples, or None if it cannot be had.
+    With the results' own bootstrap count and seed, their kept replicates make it instant."""
     if not (row.get("confidences") and below.get("confidences")):
         return None
     from challenge.errors import (
@@ -112,7 +115,8 @@ def _paired_p(row: dict[str, Any], below: dict[str, Any]) -> float | None:
 
     n_bootstrap = max(int(row.get("n_bootstrap") or 0), int(below.get("n_bootstrap") or 0)) or 200
     try:
-        return compare_kept(read_confidences(Path(row["confidences"])), read_confidences(Path(below["confidences"])), n_bootstrap).p_a_above
+        kept = [read_confidences(Path(r["confidences"])) for r in (row, below)]
+        return compare_kept(*kept, n_bootstrap, int(row.get("seed") or 0)).p_a_above
     except ChallengeError:  # two pools, or other retrained models: intervals are all that is left
         return None
 

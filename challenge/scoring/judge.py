@@ -25,6 +25,7 @@ from challenge.scoring.budget import per_run_seconds
 from challenge.scoring.budget import verdict as budget_verdict
 from challenge.scoring.child import CHILD_STATUSES
 from challenge.scoring.metric import (
+    ForgettingResult,
     cross_entropy_losses,
     evaluate_forgetting,
     logit_scaled_confidence,
@@ -195,8 +196,9 @@ def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, se
     return RunEval(index=index, seed=seed, **out)
 
 
-def score(evals: list[RunEval], retrained: np.ndarray, retain_acc: Any, test_acc: Any, n_bootstrap: int, seed: int) -> tuple[dict[str, Any], np.ndarray]:
-    """The metric on the judge's own measurements, plus the membership-inference audit.
+def score(evals: list[RunEval], retrained: np.ndarray, retain_acc: Any, test_acc: Any, n_bootstrap: int, seed: int) -> tuple[dict[str, Any], ForgettingResult]:
+    """The metric on the judge's own measurements, plus the membership-inference audit; the metric's
+    result comes back too, for its per-example epsilons and its interval's replicates.
 
     Raises ValueError when the pool cannot normalise a score (e.g. retrained test accuracy 0).
     """
@@ -213,4 +215,4 @@ def score(evals: list[RunEval], retrained: np.ndarray, retain_acc: Any, test_acc
         out["mia"], out["mia_per_run"], out["mia_note"] = float(np.mean(mia)), mia, ""
     except ValueError as e:  # too few forget images for a cross-validated attack
         out["mia"], out["mia_per_run"], out["mia_note"] = None, [], str(e)
-    return out, res.epsilons
+    return out, res

@@ -141,11 +141,14 @@ class ForgettingResult:
     ci_method: str | None
     n_bootstrap: int
     seed: int
+    replicates: np.ndarray | None = None  # F of each bootstrap replicate [B], for paired comparisons
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python types only, ready for json.dumps."""
+        """Plain Python types only, ready for json.dumps; the replicates are kept beside, not in, result.json."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
+            if name == "replicates":
+                continue
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value = value.tolist()
@@ -172,8 +175,9 @@ _VALUES_PER_CHUNK = 1 << 22  # confidences per side handed to _epsilons at once:
 class Resamples:
     """Which models and which forget examples each bootstrap replicate draws (with replacement).
 
-    Kept as indices so that two results scored on one pool can share the retrained models' and
-    the examples' draws (challenge.scoring.compare) while each draws its own unlearned models.
+    Kept as indices so that two results scored on one pool can share them (challenge.scoring.compare):
+    with the same seed every result on a pool is resampled alike, so each result's replicates,
+    computed once for its interval, serve every comparison it takes part in.
     """
 
     unlearned: np.ndarray  # [B, N] model indices
@@ -184,6 +188,11 @@ class Resamples:
     def draw(cls, rng: np.random.Generator, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
         models = lambda: rng.integers(0, n_models, (n_bootstrap, n_models))
         return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
+
+    @classmethod
+    def seeded(cls, seed: int, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
+        """The draws of F's interval for this seed: the same for every result of that shape."""
+        return cls.draw(np.random.default_rng(seed), n_models, n_examples, n_bootstrap)
 
 
 def replicate_scores(unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str) -> np.ndarray:
@@ -217,7 +226,7 @@ def shifted_interval(scores: np.ndarray, centre: float, ci_level: float, bounds:
 def _bootstrap_ci(
     unlearned: np.ndarray, retrained: np.ndarray, forget_quality: float, delta: float, thresholds: str,
     n_bootstrap: int, ci_level: float, seed: int,
-) -> tuple[float, float]:
+) -> tuple[tuple[float, float], np.ndarray]:
     """Interval for F from replicates that resample the unlearned models, the retrained models
     and the forget examples, each with replacement (CI_METHOD).
 
@@ -231,8 +240,8 @@ def _bootstrap_ci(
     checks that it covers the expected F of known distributions in at least 90% of trials (95.5%
     and 94% in 200), where the models-only interval covers 91% and 78%.
     """
-    draws = Resamples.draw(np.random.default_rng(seed), unlearned.shape[0], unlearned.shape[1], n_bootstrap)
-    return shifted_interval(replicate_scores(unlearned, retrained, draws, delta, thresholds), forget_quality, ci_level)
+    reps = replicate_scores(unlearned, retrained, Resamples.seeded(seed, *unlearned.shape, n_bootstrap), delta, thresholds)
+    return shifted_interval(reps, forget_quality, ci_level), reps
 
 
 def evaluate_forgetting(
@@ -275,7 +284,7 @@ def evaluate_forgetting(
     eps.setflags(write=False)
     f = forget_score(eps, u.shape[0])
     total = final_score(f, *accs.values())
-    ci = _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed) if n_bootstrap else None
+    ci, reps = _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed) if n_bootstrap else (None, None)
     return ForgettingResult(
         forget_quality=f,
         final_score=total,
@@ -292,6 +301,7 @@ def evaluate_forgetting(
         ci_method=CI_METHOD if n_bootstrap else None,
         n_bootstrap=int(n_bootstrap),
         seed=int(seed),
+        replicates=reps,
     )
 
 

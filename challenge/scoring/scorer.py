@@ -38,7 +38,7 @@ from challenge.pool.reference import reference as pool_reference
 from challenge.reports.leaks import leaks
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
-from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, write_confidences
+from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, write_confidences
 from challenge.scoring.judge import (
     RunEval,
     evaluate,
@@ -51,7 +51,7 @@ from challenge.scoring.judge import (
     run_budget,
 )
 from challenge.scoring.judge import score as judge_score
-from challenge.scoring.metric import evaluate_forgetting
+from challenge.scoring.metric import ForgettingResult, evaluate_forgetting
 from challenge.scoring.sandbox import Sandbox
 from challenge.scoring.settings import Settings
 from challenge.scoring.supervisor import spec_plan, supervise
@@ -254,10 +254,11 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
             result = json.loads(cached.read_text())
             result["submission"]["path"] = str(submission)
             return _finish(out_dir, None, keep_confidences(ctx, work, cached, result), cached.with_suffix(".npz"))
-        return _finish(out_dir, cached, keep_confidences(ctx, work, cached, _score(ctx, work, submission, out_dir, base)), cached.with_suffix(".npz"))
+        result, metric = _score(ctx, work, submission, out_dir, base)
+        return _finish(out_dir, cached, keep_confidences(ctx, work, cached, result, metric), cached.with_suffix(".npz"))
 
 
-def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict[str, Any]) -> dict[str, Any]:
+def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict[str, Any]) -> tuple[dict[str, Any], ForgettingResult | None]:
     logs = {"stdout": out_dir / "submission.stdout.log", "stderr": out_dir / "submission.stderr.log"}
     box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation)
     base = {**base, "sandbox": box.protections.to_dict(), "logs": {k: str(v) for k, v in logs.items()}}
@@ -272,8 +273,9 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict
     except Verdict as v:
         timing["total_seconds"] = time.perf_counter() - start
         calibration = read_calibration(work.root / "calibration.json")
-        return {"status": v.status, "message": v.message, **base, "score": None, "budget": {"calibration": calibration}, "runs": [], "examples": None, "timing": timing}
-    score, eps = score_runs(ctx, evals)
+        return {"status": v.status, "message": v.message, **base, "score": None, "budget": {"calibration": calibration}, "runs": [], "examples": None, "timing": timing}, None
+    score, metric = score_runs(ctx, evals)
+    eps = metric.epsilons
     timing["total_seconds"] = time.perf_counter() - start
     mia = score["mia_per_run"] or [None] * len(evals)
     runs = [{"index": e.index, "seed": e.seed, "retain_acc": e.retain_acc, "forget_acc": e.forget_acc, "test_acc": e.test_acc, "mia": m,
@@ -283,16 +285,16 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict
     reference = pool_reference(original_metrics(ctx.pool.original_path), ctx.entries, ctx.pool.root)
     return {"status": "scored", "message": message, **base, "score": score, "budget": budget, "runs": runs, "examples": per_example,
             "confidence_samples": confidence_samples(ctx, evals, eps), "reference": reference, "leaks": leaks(ctx.dm.faces.images, per_example),
-            "timing": timing}
+            "timing": timing}, metric
 
 
-def score_runs(ctx: Context, evals: list[RunEval]) -> tuple[dict[str, Any], np.ndarray]:
+def score_runs(ctx: Context, evals: list[RunEval]) -> tuple[dict[str, Any], ForgettingResult]:
     try:
-        score, eps = judge_score(evals, *_pool_side(ctx.entries), ctx.settings.n_bootstrap, ctx.settings.first_seed)
+        score, metric = judge_score(evals, *_pool_side(ctx.entries), ctx.settings.n_bootstrap, ctx.settings.first_seed)
     except ValueError as e:  # e.g. retrained models with zero accuracy: the pool cannot normalise a score
         raise ChallengeError(f"cannot score against the pool at {ctx.pool.root}: {e}") from None
     score["ceiling"] = ceiling(ctx)
-    return score, eps
+    return score, metric
 
 
 def ceiling(ctx: Context) -> dict[str, Any] | None:
@@ -350,13 +352,14 @@ def confidence_samples(ctx: Context, evals: list[RunEval], eps: np.ndarray) -> d
     }
 
 
-def keep_confidences(ctx: Context, work: Work, cached: Path, result: dict[str, Any]) -> dict[str, Any]:
+def keep_confidences(ctx: Context, work: Work, cached: Path, result: dict[str, Any], metric: ForgettingResult | None = None) -> dict[str, Any]:
     """A scored result's per-model forget confidences, kept beside its cached result.
 
     result.json has room for a few examples only (`confidence_samples`); a paired comparison of two
     results (challenge.scoring.compare) needs all [N, K] of them. They are read from the runs'
     cached evaluations, so a result cached before the kit kept them gets them too; the result
-    names the file (`forget_confidences`), which `_finish` puts beside result.json.
+    names the file (`forget_confidences`), which `_finish` puts beside result.json. The metric of a
+    scoring just done adds its interval's replicates, so that comparisons need not recompute them.
     """
     kept = cached.with_suffix(".npz")
     if result.get("status") == "scored" and not kept.is_file():
@@ -365,7 +368,9 @@ def keep_confidences(ctx: Context, work: Work, cached: Path, result: dict[str, A
         except (OSError, ValueError, KeyError):  # the evaluations are gone: nothing to keep, and nothing named
             result.pop("forget_confidences", None)
             return result
-        write_confidences(kept, Confidences(unlearned, _pool_side(ctx.entries)[0], ctx.pool.fingerprint))
+        reps = metric.replicates if metric is not None else None
+        draw = draw_key(metric.seed, metric.n_bootstrap, metric.delta, metric.thresholds) if reps is not None else ""
+        write_confidences(kept, Confidences(unlearned, _pool_side(ctx.entries)[0], ctx.pool.fingerprint, reps, draw))
     if result.get("status") == "scored":
         result["forget_confidences"] = CONFIDENCES_FILE
     return result
