@@ -6,7 +6,10 @@ teacher; the student (the model being unlearned) alternates "max" steps that pus
 from the teacher's on the forget set with "min" steps that stay close to the teacher (and to the
 labels) on the retain set. Max steps are interleaved with the first min steps and stop after
 MAX_STEPS, so that the last steps only repair utility, as in the paper's schedule.
-Hyperparameters are tuned for the kit's default preset within its time budget.
+Hyperparameters are tuned for the kit's default preset within its time budget: on 2026-12-03, eleven
+settings of MAX_STEPS (3-8), MIN_EPOCHS (0.55-1.3) and LR (0.002-0.0075) scored at N=16 on a tuning
+split (data.split.seed=1, not the default split) took the final score from 0.018 (6, 0.55, 0.0075)
+to 0.057: a smaller step keeps retain accuracy (ratio 0.38 -> 0.74), at about half the budget.
 """
 
 import copy
@@ -15,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 MAX_STEPS = 6  # forget batches of the max phase (the forget set is a batch or two)
-MIN_EPOCHS = 0.55  # passes over the retain set in the min phase
+MIN_EPOCHS = 1.0  # passes over the retain set in the min phase
 MAX_EVERY = 2  # one max step after every MAX_EVERY min steps, until MAX_STEPS are done
-LR = 0.0075
+LR = 0.003
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 TEMPERATURE = 4.0
