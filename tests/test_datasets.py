@@ -282,6 +282,8 @@ def test_the_slurm_command_composes() -> None:
     assert (cfg.hydra.launcher.partition, cfg.pool.size, cfg.model.net.name) == ("gpu", 512, "resnet18")
 
 
+# the message is checked in-process above and the CLI's exit 2 in test_train.py: this end-to-end copy runs in `make test-all`
+@pytest.mark.slow
 def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = ["train", "data=surf", "data.root=/nonexistent", "logger=none", f"hydra.run.dir={tmp_path / 'bad'}"]
     run = subprocess.run([str(CHALLENGE), *bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)

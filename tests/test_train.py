@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from hydra.utils import instantiate
 
@@ -73,6 +74,8 @@ def test_wandb_offline_run_folder_holds_the_metrics(tmp_path: Path, monkeypatch)
     assert b"final/forget/acc" in blob and b"train/loss" in blob
 
 
+# train.run is checked in-process above and the CLI's error path below: a full CLI training runs in `make test-all`
+@pytest.mark.slow
 def test_cli_trains_with_overrides(tmp_path: Path) -> None:
     r = run_cli("train", *TINY, f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr
