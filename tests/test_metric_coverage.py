@@ -72,7 +72,7 @@ REGIMES = (
 
 def models_only_ci(u: np.ndarray, r: np.ndarray, f: float, n_bootstrap: int, seed: int) -> tuple[float, float]:
     """The interval the scorer gave before: models resampled on each side, every example kept, median-shifted."""
-    draws = Resamples.draw(np.random.default_rng(seed), u.shape[0], u.shape[1], n_bootstrap)
+    draws = Resamples.seeded(seed, u.shape[0], u.shape[1], n_bootstrap)
     draws = Resamples(draws.unlearned, draws.retrained, np.tile(np.arange(u.shape[1]), (n_bootstrap, 1)))
     return shifted_interval(replicate_scores(u, r, draws, DELTA, "grid"), f, 0.95)
 

@@ -35,8 +35,10 @@ def flags(p: argparse.ArgumentParser) -> None:
 
 def _as_scored(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int]:
     """The replicate count and seed both results were scored with (1000 and 0 where they differ or had none)."""
-    same = lambda key, default: a.get(key) if a.get(key) == b.get(key) and a.get(key) else default
-    return int(same("n_bootstrap", 1000)), int(same("seed", 0) or 0)
+    def shared(key: str, default: int) -> int:
+        return int(a[key]) if a.get(key) and a.get(key) == b.get(key) else default
+
+    return shared("n_bootstrap", 1000), shared("seed", 0)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:

@@ -185,14 +185,11 @@ class Resamples:
     examples: np.ndarray  # [B, K] example indices
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
-        models = lambda: rng.integers(0, n_models, (n_bootstrap, n_models))
-        return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
-
-    @classmethod
     def seeded(cls, seed: int, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
         """The draws of F's interval for this seed: the same for every result of that shape."""
-        return cls.draw(np.random.default_rng(seed), n_models, n_examples, n_bootstrap)
+        rng = np.random.default_rng(seed)
+        models = lambda: rng.integers(0, n_models, (n_bootstrap, n_models))
+        return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
 
 
 def replicate_scores(unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str) -> np.ndarray:
