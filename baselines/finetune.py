@@ -10,18 +10,24 @@ Hyperparameters are tuned for the kit's default preset within its time budget.
 import torch
 from torch import nn
 
-EPOCHS = 1.0  # passes over the retain set; a fraction stops early
-LR = 0.02
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "epochs": 1.0,  # passes over the retain set; a fraction stops early
+    "lr": 0.02,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "epochs": "interval(0.5, 1.5)",
+    "lr": "tag(log, interval(0.005, 0.08))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
     """SGD with a cosine schedule over the retain set; the forget set is never looked at."""
     device = next(net.parameters()).device
     criterion = nn.CrossEntropyLoss()
-    steps = max(1, round(EPOCHS * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for batch in batches(retain_loader, steps):

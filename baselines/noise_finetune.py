@@ -13,10 +13,17 @@ repaired model is calibrated like a retrained one rather than biased towards com
 import torch
 from torch import nn
 
-NOISE = 0.25  # standard deviation of the added noise, relative to each weight tensor's std
-EPOCHS = 0.9  # passes over the retain set; a fraction stops early
-LR = 1.5e-3
-WEIGHT_DECAY = 5e-4
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "noise": 0.25,  # standard deviation of the added noise, relative to each weight tensor's std
+    "epochs": 0.9,  # passes over the retain set; a fraction stops early
+    "lr": 1.5e-3,
+    "weight_decay": 5e-4,
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "noise": "interval(0.05, 0.6)",
+    "epochs": "interval(0.5, 1.5)",
+    "lr": "tag(log, interval(0.0003, 0.01))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
@@ -24,9 +31,9 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     device = next(net.parameters()).device
     n_classes = output_size(net, retain_loader, device)
     criterion = nn.CrossEntropyLoss(weight=class_weights(retain_loader, n_classes).to(device))
-    add_noise(net, NOISE)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    steps = max(1, round(EPOCHS * len(retain_loader)))
+    add_noise(net, PARAMS["noise"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=PARAMS["lr"], weight_decay=PARAMS["weight_decay"])
+    steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for batch in batches(retain_loader, steps):

@@ -10,12 +10,20 @@ Hyperparameters are tuned for the kit's default preset within its time budget.
 import torch
 from torch import nn
 
-FORGET_STEPS = 8  # forget batches with random labels (the forget set is a batch or two)
-RETAIN_EPOCHS = 0.7  # passes over the retain set; a fraction stops early
-FORGET_LR = 0.005
-RETAIN_LR = 0.01
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "forget_steps": 8,  # forget batches with random labels (the forget set is a batch or two)
+    "retain_epochs": 0.7,  # passes over the retain set; a fraction stops early
+    "forget_lr": 0.005,
+    "retain_lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "forget_steps": "range(2, 12)",
+    "retain_epochs": "interval(0.4, 1.2)",
+    "forget_lr": "tag(log, interval(0.001, 0.05))",
+    "retain_lr": "tag(log, interval(0.003, 0.05))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
@@ -24,13 +32,13 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     n_classes = output_size(net, forget_loader, device)
     criterion = nn.CrossEntropyLoss()
     net.train()
-    optimizer = torch.optim.SGD(net.parameters(), lr=FORGET_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    for batch in batches(forget_loader, FORGET_STEPS):
+    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["forget_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    for batch in batches(forget_loader, PARAMS["forget_steps"]):
         optimizer.zero_grad()
         criterion(net(batch["image"].to(device)), random_other_labels(batch["age_group"], n_classes).to(device)).backward()
         optimizer.step()
-    steps = max(1, round(RETAIN_EPOCHS * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=RETAIN_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    steps = max(1, round(PARAMS["retain_epochs"] * len(retain_loader)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["retain_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     for batch in batches(retain_loader, steps):
         optimizer.zero_grad()

@@ -16,12 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REINIT_FRACTION = 0.15  # of the weighted layers, counted from the output end
-EPOCHS = 1.0  # passes over the retain set; a fraction stops early
-LR = 2e-3
-WEIGHT_DECAY = 5e-4
-TEMPERATURE = 1.0
-DISTILL_WEIGHT = 1.0  # the cross-entropy on the true labels has weight 1
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "reinit_fraction": 0.15,  # of the weighted layers, counted from the output end
+    "epochs": 1.0,  # passes over the retain set; a fraction stops early
+    "lr": 2e-3,
+    "weight_decay": 5e-4,
+    "temperature": 1.0,
+    "distill_weight": 1.0,  # the cross-entropy on the true labels has weight 1
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "reinit_fraction": "interval(0.05, 0.5)",
+    "epochs": "interval(0.5, 1.5)",
+    "lr": "tag(log, interval(0.0005, 0.01))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
@@ -30,13 +37,13 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     teacher = copy.deepcopy(net).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    fresh = reinitialise_top(net, REINIT_FRACTION)
+    fresh = reinitialise_top(net, PARAMS["reinit_fraction"])
     for p in net.parameters():
         p.requires_grad_(False)
     for p in fresh:
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(fresh, lr=LR, weight_decay=WEIGHT_DECAY)
-    steps = max(1, round(EPOCHS * len(retain_loader)))
+    optimizer = torch.optim.Adam(fresh, lr=PARAMS["lr"], weight_decay=PARAMS["weight_decay"])
+    steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for batch in batches(retain_loader, steps):
@@ -44,7 +51,7 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
         logits = net(images)
         with torch.no_grad():
             target = teacher(images)
-        loss = F.cross_entropy(logits, labels) + DISTILL_WEIGHT * distill_kl(logits, target)
+        loss = F.cross_entropy(logits, labels) + PARAMS["distill_weight"] * distill_kl(logits, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -69,7 +76,7 @@ def reinitialise_top(net, fraction):
 
 def distill_kl(student_logits, teacher_logits):
     """KL(teacher || student) on temperature-softened outputs, scaled by T^2 as in Hinton et al."""
-    t = TEMPERATURE
+    t = PARAMS["temperature"]
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
 
 

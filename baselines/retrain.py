@@ -16,9 +16,15 @@ from torch import nn
 
 BUDGET_EXEMPT = True
 
-EPOCHS = 8
-LR = 2e-3
-WEIGHT_DECAY = 5e-4
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "epochs": 8,
+    "lr": 2e-3,
+    "weight_decay": 5e-4,
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "epochs": "range(4, 12)",
+    "lr": "tag(log, interval(0.0005, 0.01))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
@@ -28,10 +34,10 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     reinitialise(net)
     weights = class_weights([retain_loader, forget_loader], n_classes).to(device)
     criterion = nn.CrossEntropyLoss(weight=weights)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=EPOCHS)
+    optimizer = torch.optim.Adam(net.parameters(), lr=PARAMS["lr"], weight_decay=PARAMS["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=PARAMS["epochs"])
     net.train()
-    for _ in range(EPOCHS):
+    for _ in range(PARAMS["epochs"]):
         for batch in retain_loader:
             optimizer.zero_grad()
             loss = criterion(net(batch["image"].to(device)), batch["age_group"].to(device))

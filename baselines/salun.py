@@ -3,7 +3,7 @@
 Source: Fan, Liu, Zhang, Wei, Wong & Liu, "SalUn: Empowering Machine Unlearning via Gradient-based
 Weight Saliency in Both Image Classification and Generation", ICLR 2024 (arXiv:2310.12508;
 github.com/OPTML-Group/Unlearn-Saliency). The gradient of the forget loss marks the weights that
-matter most for the forget set; only those (the top SALIENT_FRACTION by magnitude, across the whole
+matter most for the forget set; only those (the top salient_fraction by magnitude, across the whole
 network) are then trained on forget images with random labels, mixed with retain images and their
 true labels, so that the rest of the network keeps what it knew.
 Hyperparameters are tuned for the kit's default preset within its time budget.
@@ -12,11 +12,18 @@ Hyperparameters are tuned for the kit's default preset within its time budget.
 import torch
 from torch import nn
 
-EPOCHS = 0.6  # passes over the retain set; each step also sees one forget batch
-SALIENT_FRACTION = 0.5
-LR = 0.015
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
+PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
+    "epochs": 0.6,  # passes over the retain set; each step also sees one forget batch
+    "salient_fraction": 0.5,
+    "lr": 0.015,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+}
+SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
+    "epochs": "interval(0.3, 1.2)",
+    "salient_fraction": "interval(0.2, 0.8)",
+    "lr": "tag(log, interval(0.005, 0.05))",
+}
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):
@@ -25,8 +32,8 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     criterion = nn.CrossEntropyLoss()
     n_classes = output_size(net, forget_loader, device)
     masks = saliency_masks(net, forget_loader, criterion, device)
-    steps = max(1, round(EPOCHS * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for retain, forget in zip(batches(retain_loader, steps), batches(forget_loader, steps)):
@@ -43,7 +50,7 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
 
 
 def saliency_masks(net, forget_loader, criterion, device):
-    """1 for the SALIENT_FRACTION of weights with the largest forget-loss gradient, else 0.
+    """1 for the salient_fraction of weights with the largest forget-loss gradient, else 0.
 
     One threshold over all parameters, as in the paper: layers that carry the forget set get
     more of the mask than layers that do not.
@@ -54,7 +61,7 @@ def saliency_masks(net, forget_loader, criterion, device):
         criterion(net(batch["image"].to(device)), batch["age_group"].to(device)).backward()
     params = [p for p in net.parameters() if p.grad is not None]
     magnitudes = torch.cat([p.grad.abs().flatten() for p in params])
-    k = max(1, int(len(magnitudes) * SALIENT_FRACTION))
+    k = max(1, int(len(magnitudes) * PARAMS["salient_fraction"]))
     threshold = torch.topk(magnitudes, k, sorted=False).values.min()
     masks = {p: (p.grad.abs() >= threshold).to(p.dtype) for p in params}
     net.zero_grad(set_to_none=False)

@@ -49,6 +49,10 @@ RULES: dict[str, Rule] = {
     "data.eval_batch_size": Rule(int, ge=1),
     "data.num_workers": Rule(int, ge=0),  # 0: load in the main process
     "workers": Rule(int, ge=1),
+    "tune.trials": Rule(int, ge=1),
+    "tune.split_seed": Rule(int, ge=0),
+    "tune.evaluation_seed": Rule(int, ge=0),
+    "tune.seed": Rule(int, ge=0),
     "seed": Rule(int, ge=0),
 }
 

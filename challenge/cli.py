@@ -29,6 +29,7 @@ class Command(NamedTuple):
     positional: str | None = None  # config key that a leading positional argument sets
     flags: str | None = None  # "module:function" adding argparse options; the target then takes (cfg, args)
     builds_model: bool = False  # check model.net.name before running (it imports timm: not for light commands)
+    prepare: str | None = None  # "module:function" taking (composed cfg, overrides), returning the overrides Hydra runs with
 
 
 _COMPETITION = "challenge.commands.competition"
@@ -45,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "competition finalize": Command(f"{_COMPETITION}:finalize", "competition", "close the competition and reveal the private phase's ranking", flags=f"{_COMPETITION}:no_flags"),
     "competition bundle": Command(f"{_COMPETITION}:bundle", "competition", "write a Codabench competition bundle (--out ZIP)", flags=f"{_COMPETITION}:bundle_flags"),
     "stability": Command("challenge.commands.stability:run", "stability", "rankings across splits: stability RUN... or a sweep folder", flags="challenge.commands.stability:flags"),
+    "tune": Command("challenge.commands.tune:trial", "tune", "search a file's PARAMS with Optuna on a tuning split; writes best.json (tune.trials=N)",
+                    positional="submission", builds_model=True, prepare="challenge.commands.tune:prepare"),
     "compare": Command("challenge.commands.compare:run", "compare", "paired comparison of two results on one pool: compare A/result.json B/result.json", flags="challenge.commands.compare:flags"),
 }
 # Hydra's own options a command with flags passes through untouched.
@@ -64,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parse_flags(name, cmd, rest)
         overrides = _positional_to_override(cmd, rest)
         if not any(a in {"-m", "--multirun"} for a in overrides) and not any(a.startswith("--") for a in overrides):
-            check_overrides(cmd.config, overrides, cmd.builds_model)
+            cfg = check_overrides(cmd.config, overrides, cmd.builds_model)
+            if cmd.prepare:
+                overrides = _load(cmd.prepare)(cfg, overrides)
     except ChallengeError as e:
         return _fail(str(e))
     return run_hydra(name, cmd, overrides, args)
@@ -127,8 +132,8 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def check_overrides(config_name: str, overrides: list[str], check_model: bool = False) -> None:
-    """Compose once before running, so a typo is reported in one line with a suggestion."""
+def check_overrides(config_name: str, overrides: list[str], check_model: bool = False) -> Any:
+    """Compose once before running, so a typo is reported in one line with a suggestion; the composed config."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -150,11 +155,25 @@ def check_overrides(config_name: str, overrides: list[str], check_model: bool = 
     from challenge.checks import check_values
 
     check_values(cfg)  # a wrong type or range (pool.size=abc, scorer.threads=0): one line, not a traceback later
+    _check_params(cfg)
     name = OmegaConf.select(cfg, "model.net.name", default=None)
     if check_model and isinstance(name, str):  # before the run imports Lightning: a typo is told in half the time
         from challenge.training.net import check_model_name
 
         check_model_name(name)
+    return cfg
+
+
+def _check_params(cfg: Any) -> None:
+    """+params names and types against the file's PARAMS, read from its source: a typo costs no torch import."""
+    from omegaconf import OmegaConf
+
+    submission = OmegaConf.select(cfg, "submission", default=None, throw_on_missing=False)
+    if not isinstance(submission, str) or not (cfg.get("params") or cfg.get("params_file")) or not Path(submission).is_file():
+        return
+    from challenge.scoring.params import resolve
+
+    resolve(Path(submission), cfg.get("params"), cfg.get("params_file"))
 
 
 def _explain_override_error(config_name: str, overrides: list[str], err: Exception) -> str:

@@ -81,7 +81,7 @@ def test_a_baseline_multirun_over_split_seeds_writes_the_stability_table(tmp_pat
     """Two splits in two joblib processes, each with its own original and pool; the callback in
     the launching process gathers them. Each split's row equals what its own result.json says."""
     sweep = tmp_path / "sweep"
-    r = run_cli("baseline", "-m", *TINY, "data.split.seed=0,1", "baselines=[do_nothing,finetune,random_label]", "workers=1",
+    r = run_cli("baseline", "-m", *TINY, "data.split.seed=0,1", "baselines.methods=[do_nothing,finetune,random_label]", "workers=1",
                 "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                 f"hydra.sweep.dir={sweep}", env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr[-3000:]

@@ -114,13 +114,13 @@ def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:
 
 def baseline_files(cfg: DictConfig) -> dict[str, Path]:
     """name -> file, checked before any training so a typo costs seconds, not the pool's minutes."""
-    folder = Path(cfg.baselines_dir).expanduser() if cfg.baselines_dir else KIT_BASELINES
-    files = {str(name): folder / f"{name}.py" for name in cfg.baselines}
+    folder = Path(cfg.baselines.dir).expanduser() if cfg.baselines.dir else KIT_BASELINES
+    files = {str(name): folder / f"{name}.py" for name in cfg.baselines.methods}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise ChallengeError(f"no baseline file {', '.join(missing)}: check `baselines` and `baselines_dir` in conf/baseline.yaml")
+        raise ChallengeError(f"no baseline file {', '.join(missing)}: check baselines.methods and baselines.dir (conf/baselines/)")
     if not files:
-        raise ChallengeError("`baselines` is empty: name at least one file of baselines_dir")
+        raise ChallengeError("baselines.methods is empty: name at least one file of baselines.dir")
     return files
 
 

@@ -16,6 +16,7 @@ def format_result(r: dict[str, Any]) -> str:
         f"submission  {r['submission']['path']} (sha256 {r['submission']['sha256'][:12]})",
         f"pool        {r['pool']['fingerprint']}: {r['pool']['models']} retrained models vs {s['n_runs']} unlearning runs (seeds {s['first_seed']}..{s['first_seed'] + s['n_runs'] - 1})",
         *_protection_lines(r["sandbox"]),
+        *_params_lines(r.get("params")),
         "",
         f"{'':<22}{'unlearned':>9}  {'retrained':>9}  {'ratio':>6}",
         f"{'retain accuracy':<22}{sc['retain_acc_unlearned']:>9.3f}  {sc['retain_acc_retrained']:>9.3f}  {sc['retain_ratio']:>6.3f}",
@@ -44,6 +45,15 @@ def budget_lines(b: dict[str, Any]) -> list[str]:
         f"{'':<22}{'':>9}   per run (% of budget): " + " ".join(f"{f:.0%}" for f in fractions),
     ]
     return lines
+
+
+def _params_lines(p: dict[str, Any] | None) -> list[str]:
+    """The file's hyperparameters, the changed ones marked: what to quote beside a score."""
+    if not p or not p["values"]:
+        return []
+    shown = " ".join(f"{k}={v!r}{'*' if k in p['changed'] else ''}" for k, v in p["values"].items())
+    origin = f"; * set by +params{' or ' + p['file'] if p['file'] else ''}" if p["changed"] else " (the file's own)"
+    return [f"params      {shown}{origin}"]
 
 
 def _protection_lines(p: dict[str, str]) -> list[str]:

@@ -65,8 +65,11 @@ def compile_submission(path: Path) -> Any:
         raise Rejected("syntax_error", f"syntax error{line}: {getattr(e, 'msg', e)}") from None
 
 
-def load_submission(path: Path, code: Any) -> Callable[..., Any]:
-    """The module as `submission`, its `unlearning` checked against the contract before any run."""
+def load_submission(path: Path, code: Any, params: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """The module as `submission`, its `unlearning` checked against the contract before any run.
+
+    `params` update the module's PARAMS dict in place once it has run (the scorer checked the names
+    against the source), so `unlearning()` reads them when it is called."""
     spec = importlib.util.spec_from_file_location("submission", path)
     module = importlib.util.module_from_spec(spec)
     module.DEVICE = "cpu"  # Kaggle notebooks defined DEVICE at the top; a copied function may use it
@@ -75,6 +78,11 @@ def load_submission(path: Path, code: Any) -> Callable[..., Any]:
         exec(code, module.__dict__)
     except BaseException as e:  # noqa: BLE001 - any failure at import is the submission's
         raise _rejection(e, "while loading the file", path) from None
+    if params:
+        declared = module.__dict__.get("PARAMS")
+        if not isinstance(declared, dict):
+            raise Rejected("raised", f"PARAMS is a {type(declared).__name__} once the file has run, not the dict its source declares, so the given parameters cannot be set")
+        declared.update(params)
     fn = getattr(module, "unlearning", None)
     if fn is None:
         raise Rejected("no_function", f"the file defines no `unlearning` function; the contract is {CONTRACT}")
@@ -260,7 +268,7 @@ def ingest(inputs: Path, outputs: Path) -> None:
     price = calibrate(original, parts["retain"], int(spec["batch_size"]), plan) if plan else {"clock": "cpu", "skipped": True}
     hand_over(outputs / CALIBRATION_FILE, price, float(spec.get("handshake_seconds", 60)))
     stamps["calibrated"] = time.time()
-    unlearning = load_submission(source, code)
+    unlearning = load_submission(source, code, spec.get("params"))
     stamps["submission_loaded"] = time.time()
     write_json(outputs / "ready.json", stamps)
     runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs)

@@ -52,6 +52,8 @@ from challenge.scoring.judge import (
 )
 from challenge.scoring.judge import score as judge_score
 from challenge.scoring.metric import ForgettingResult, evaluate_forgetting
+from challenge.scoring.params import Params
+from challenge.scoring.params import resolve as resolve_params
 from challenge.scoring.sandbox import Sandbox
 from challenge.scoring.settings import Settings
 from challenge.scoring.supervisor import spec_plan, supervise
@@ -116,18 +118,19 @@ def budget_exempt(submission: Path) -> bool:
 
 
 # -- running the child -----------------------------------------------------------------------------
-def stage(ctx: Context, submission: Path, inputs: Path, todo: list[int]) -> None:
+def stage(ctx: Context, submission: Path, inputs: Path, todo: list[int], params: dict[str, Any]) -> None:
     """The child's whole world: the file, the original weights, retain/forget/val, and the run plan."""
     shutil.copyfile(submission, inputs / "submission.py")
-    write_child_inputs(ctx, inputs, todo, "submission.py")
+    write_child_inputs(ctx, inputs, todo, "submission.py", params)
 
 
-def write_child_inputs(ctx: Context, folder: Path, todo: list[int], submission: str) -> None:
-    """original.pt, data.pt and spec.json: the same files for `challenge score` and the Codabench bundle."""
+def write_child_inputs(ctx: Context, folder: Path, todo: list[int], submission: str, params: dict[str, Any] | None = None) -> None:
+    """original.pt, data.pt and spec.json: the same files for `challenge score` and the Codabench bundle.
+    `params`: the submission's PARAMS values that differ from its own (challenge.scoring.params)."""
     net, spec, data_config = load_net(ctx.pool.original_path)
     save_net(net, spec, data_config, folder / "original.pt")  # without the original's test metrics
     write_with(folder / "data.pt", lambda tmp: torch.save(staged_data(ctx.dm), tmp))
-    write_atomic(folder / "spec.json", json.dumps(spec_plan(ctx.settings, todo, submission, ctx.plan)))
+    write_atomic(folder / "spec.json", json.dumps({**spec_plan(ctx.settings, todo, submission, ctx.plan), "params": params or {}}))
 
 
 def staged_data(dm: FaceData) -> dict[str, torch.Tensor]:
@@ -170,7 +173,7 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, logs: dict[str, Path], timing: dict[str, Any]) -> dict[str, Any]:
+def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, params: Params, logs: dict[str, Path], timing: dict[str, Any]) -> dict[str, Any]:
     """Every run done, accepted and within the budget (reusing finished ones), or a Verdict.
 
     Returns the budget section of the result; the child's own times go into `timing`.
@@ -184,7 +187,7 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, logs:
         work.new_attempt()
         inputs, outputs = work.attempt / "inputs", work.attempt / "outputs"
         t = time.perf_counter()
-        stage(ctx, submission, inputs, todo)
+        stage(ctx, submission, inputs, todo, params.changed)
         staged, spawned = time.perf_counter() - t, time.time()
         before = sum(r["cost"] / run_budget(r, s) for i in range(s.n_runs) if i not in todo and (r := work.ledger(i)))
         (work.root / "calibration.json").unlink(missing_ok=True)  # this attempt prices its own runs
@@ -235,15 +238,16 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
     `challenge score`, the competition worker and `make baseline`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    params = resolve_params(submission, cfg.get("params"), cfg.get("params_file")) if submission.is_file() else Params()
     ctx = prepare(cfg)
     ctx.settings = replace(ctx.settings, budget_exempt=budget_exempt(submission))
     base = {"submission": {"path": str(submission), "sha256": None}, "pool": {"fingerprint": ctx.pool.fingerprint, "root": str(ctx.pool.root), "models": ctx.settings.n_runs},
-            "settings": ctx.settings.to_dict()}
+            "settings": ctx.settings.to_dict(), "params": params.to_dict()}
     if not submission.is_file():
         return _finish(out_dir, None, {"status": "not_found", "message": f"no submission file at {submission}: give the path of a .py file defining unlearning(...)", **base})
     sha = hashlib.sha256(submission.read_bytes()).hexdigest()
     base["submission"]["sha256"] = sha
-    work = Work.for_submission(ctx, sha, Path(cfg.paths.cache_dir))
+    work = Work.for_submission(ctx, sha, Path(cfg.paths.cache_dir), params.changed)
     work.root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(work.root / "lock")):
         if cfg.scorer.fresh:
@@ -253,19 +257,20 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
         if cached.is_file():
             result = json.loads(cached.read_text())
             result["submission"]["path"] = str(submission)
+            result["params"] = params.to_dict()  # the same values, maybe given another way (params_file)
             return _finish(out_dir, None, keep_confidences(ctx, work, cached, result), cached.with_suffix(".npz"))
-        result, metric = _score(ctx, work, submission, out_dir, base)
+        result, metric = _score(ctx, work, submission, params, out_dir, base)
         return _finish(out_dir, cached, keep_confidences(ctx, work, cached, result, metric), cached.with_suffix(".npz"))
 
 
-def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: dict[str, Any]) -> tuple[dict[str, Any], ForgettingResult | None]:
+def _score(ctx: Context, work: Work, submission: Path, params: Params, out_dir: Path, base: dict[str, Any]) -> tuple[dict[str, Any], ForgettingResult | None]:
     logs = {"stdout": out_dir / "submission.stdout.log", "stderr": out_dir / "submission.stderr.log"}
     box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation)
     base = {**base, "sandbox": box.protections.to_dict(), "logs": {k: str(v) for k, v in logs.items()}}
     start = time.perf_counter()
     timing: dict[str, Any] = {}
     try:
-        budget = collect_runs(ctx, work, box, submission, logs, timing)
+        budget = collect_runs(ctx, work, box, submission, params, logs, timing)
         t = time.perf_counter()
         data = reference_tensors(ctx.dm)
         evals = [evaluate_run(ctx, work, i, data) for i in range(ctx.settings.n_runs)]

@@ -36,10 +36,12 @@ class Work:
     root: Path
 
     @classmethod
-    def for_submission(cls, ctx: Any, sha: str, cache_dir: Path) -> "Work":
+    def for_submission(cls, ctx: Any, sha: str, cache_dir: Path, params: dict[str, Any] | None = None) -> "Work":
+        """`params`: the PARAMS values that differ from the file's own; none keeps the file's old key."""
         s = ctx.settings
-        key = content_hash({"pool": ctx.pool.fingerprint, "first_seed": s.first_seed, "batch_size": s.batch_size,
-                           "eval_batch_size": s.eval_batch_size, "threads": s.threads}, 12)
+        inputs = {"pool": ctx.pool.fingerprint, "first_seed": s.first_seed, "batch_size": s.batch_size,
+                  "eval_batch_size": s.eval_batch_size, "threads": s.threads}
+        key = content_hash({**inputs, "params": params} if params else inputs, 12)
         return cls(cache_dir / "scores" / f"{sha[:16]}-{key}")
 
     @property

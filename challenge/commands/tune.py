@@ -1,0 +1,169 @@
+"""`challenge tune <file.py> tune.trials=N`: the file's PARAMS searched with Optuna, on a tuning split.
+
+The engine is Hydra's optuna sweeper (conf/tune.yaml): each trial is a Hydra job that scores the file
+with the trial's `+params` through the real scorer and returns the objective. This module adds what
+the sweeper leaves to us, in `prepare` before Hydra starts (so that a mistake is one line, exit 2):
+the search space from the file's SEARCH, a refusal to tune on the split results are reported on,
+the tuning split's original model and pool (built when missing), and a study kept in the cache
+under a key of everything that decides a trial's score, so that a killed or repeated tune resumes
+and only runs the trials still missing. `BestCallback` writes best.json at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from challenge.errors import ChallengeError
+from challenge.files import content_hash, write_json
+from challenge.scoring.params import search_space
+
+OBJECTIVES = ("final_score", "forget_quality")
+BEST_FILE = "best.json"
+PARAMS_PREFIX = "+params."
+
+
+def prepare(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """The checked sweep: Hydra's overrides for it (multirun, study, trials to go, the search space)."""
+    submission = Path(cfg.submission)
+    if not submission.is_file():
+        raise ChallengeError(f"no submission file at {submission}: give the path of a .py file with PARAMS and SEARCH")
+    source = submission.read_bytes()
+    fixed = set(cfg.get("params") or {})
+    space = {k: v for k, v in search_space(source, submission).items() if k not in fixed}
+    if not space:
+        raise ChallengeError(f"every name of SEARCH in {submission.name} is fixed by +params: leave at least one to search")
+    check_tune(cfg)
+    sweep = next((o.split("=", 1)[1].strip("'") for o in overrides if o.startswith("hydra.sweep.dir=")), None) or default_sweep_dir(cfg)
+    job = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(job):
+        job.paths.output_dir = str(Path(sweep) / "pool")  # the pool's training logs, inside this run's folder
+    fingerprint = build_pool(job)
+    study, storage = study_of(job, source, space, fingerprint)
+    done = finished_trials(study, storage)
+    to_go = max(0, int(cfg.tune.trials) - done)
+    print(f"tune: {submission.name} on split {cfg.tune.split_seed} (pool {fingerprint}), study {study}: {done} trial(s) done, {to_go} to go "
+          f"(tune.trials={cfg.tune.trials}), maximising {cfg.tune.objective}", flush=True)
+    return ["-m", *overrides, f"hydra.sweep.dir={_quote(str(sweep))}", f"hydra.sweeper.storage={_quote(storage)}",
+            f"hydra.sweeper.study_name={study}", f"hydra.sweeper.n_trials={to_go}", *[f"{PARAMS_PREFIX}{k}={v}" for k, v in space.items()]]
+
+
+def check_tune(cfg: DictConfig) -> None:
+    t = cfg.tune
+    if int(t.split_seed) == int(t.evaluation_seed):
+        raise ChallengeError(f"tune.split_seed={t.split_seed} is the evaluation split (tune.evaluation_seed): tune on another split, e.g. tune.split_seed=1")
+    if str(t.objective) not in OBJECTIVES:  # numbers are checked with every key (challenge.checks)
+        raise ChallengeError(f"tune.objective={t.objective} is not one of {', '.join(OBJECTIVES)}")
+
+
+def study_of(cfg: DictConfig, source: bytes, space: dict[str, str], pool: str) -> tuple[str, str]:
+    """Study name and SQLite URL: one study per file, search space, pool and everything else a trial's score depends on."""
+    scorer = {k: v for k, v in OmegaConf.to_container(cfg.scorer, resolve=True).items() if k != "fresh"}
+    fixed = OmegaConf.to_container(cfg.params, resolve=True) if cfg.get("params") else {}
+    key = content_hash({"pool": pool, "scorer": scorer, "batch_size": cfg.data.batch_size, "eval_batch_size": cfg.data.eval_batch_size, "space": space,
+                        "fixed": fixed, "params_file": cfg.get("params_file"), "objective": cfg.tune.objective, "sampler_seed": cfg.tune.seed}, 12)
+    name = f"{Path(cfg.submission).stem}-{hashlib.sha256(source).hexdigest()[:12]}-{key}"
+    folder = Path(cfg.paths.cache_dir) / "tune"
+    folder.mkdir(parents=True, exist_ok=True)
+    return name, f"sqlite:///{folder / name}.db"
+
+
+def finished_trials(study: str, storage: str) -> int:
+    """Trials an earlier run of this study completed; one left running by a killed run is marked failed
+    (and not counted: it has no value, so the trial is run again with whatever the sampler asks next)."""
+    import optuna
+
+    if not Path(storage.removeprefix("sqlite:///")).is_file():
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        s = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return 0
+    for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        s._storage.set_trial_state(t._trial_id, optuna.trial.TrialState.FAIL)
+    return len(s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def default_sweep_dir(cfg: DictConfig) -> Path:
+    """Where Hydra would put the sweep (conf/hydra/default.yaml), fixed now so the pool's logs go there too."""
+    return Path(cfg.paths.log_dir) / str(cfg.task_name) / "multiruns" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+
+
+def build_pool(cfg: DictConfig) -> str:
+    """The tuning split's original model and pool, as `challenge baseline` builds them (nothing if cached); its fingerprint."""
+    from challenge.commands.baseline import Stages, prepare_pool
+
+    return prepare_pool(cfg, int(cfg.workers), Stages()).fingerprint
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# -- a trial -----------------------------------------------------------------------------------------
+def trial(cfg: DictConfig) -> float:
+    """One Hydra job of the sweep: the file scored with this trial's params; a verdict scores 0."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from challenge.scoring.scorer import score_submission
+
+    result = score_submission(cfg, Path(cfg.submission), Path(cfg.paths.output_dir))
+    value = objective(result, str(cfg.tune.objective))
+    shown = " ".join(f"{k}={_short(v)}" for k, v in (cfg.get("params") or {}).items())
+    what = f"{cfg.tune.objective} {value:.4f}" if result["status"] == "scored" else f"{result['status']} (0): {result['message']}"
+    print(f"trial {HydraConfig.get().job.num}: {shown} -> {what}", flush=True)
+    return value
+
+
+def objective(result: dict[str, Any], name: str) -> float:
+    return float(result["score"][name]) if result.get("status") == "scored" else 0.0
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# -- the end ---------------------------------------------------------------------------------------
+class BestCallback(Callback):
+    """At the end of the sweep: best.json in the sweep folder, and the command that uses it."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        import optuna
+
+        sweeper, sweep = config.hydra.sweeper, Path(str(config.hydra.sweep.dir))
+        study = optuna.load_study(study_name=str(sweeper.study_name), storage=str(sweeper.storage))
+        best_file = sweep / BEST_FILE
+        write_json(best_file, best_record(config, study), indent=2)
+        record = json.loads(best_file.read_text())
+        shown = " ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+        print(f"tune: best of {record['trials']} trial(s) ({record['failed']} failed): {shown} -> {record['objective']} {record['value']:.4f} on split {record['tuning_split']}")
+        print(f"best:  {best_file}\nscore it on the evaluation split: challenge score {config.submission} params_file={best_file}")
+
+
+def best_record(config: Any, study: Any) -> dict[str, Any]:
+    """What best.json holds: the parameters, and enough to know where they came from."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
+    if not complete:
+        raise ChallengeError(f"study {study.study_name} has no finished trial: run `challenge tune` again")
+    best = study.best_trial
+    source = Path(str(config.submission))
+    return {
+        "params": {k.removeprefix(PARAMS_PREFIX): v for k, v in best.params.items()},
+        "objective": str(config.tune.objective), "value": best.value, "trial": best.number,
+        "trials": len(complete), "failed": len(study.get_trials(deepcopy=False, states=(states.FAIL,))),
+        "tuning_split": int(config.tune.split_seed), "evaluation_split": int(config.tune.evaluation_seed),
+        "submission": {"path": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
+        "study": study.study_name, "storage": str(config.hydra.sweeper.storage), "sampler": "TPE (hydra-optuna-sweeper)",
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "history": [{"trial": t.number, "value": t.value, "params": {k.removeprefix(PARAMS_PREFIX): v for k, v in t.params.items()}} for t in complete],
+    }
