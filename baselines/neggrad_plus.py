@@ -5,20 +5,22 @@ NeurIPS 2023 (arXiv:2302.09880), which introduced NegGrad+ as a strong baseline.
 ascent (NegGrad) destroys the model; the retain term keeps it useful while the forget term pushes
 the forget images' loss up. The forget set is far smaller than the retain set, so its batches
 cycle (reshuffled on every pass) to give every retain step one to oppose.
-Hyperparameters are tuned for the kit's default preset within its time budget: on 2026-12-03, ten
-settings of epochs (0.8-2), lr (0.02-0.07) and beta (0.85-0.95) scored at N=16 on the default split
-took the final score from 0.025 (0.55, 0.03, 0.95) to 0.065, at about half the budget.
+Hyperparameters found by `challenge tune baselines/neggrad_plus.py tune.trials=20` on 2026-12-03: 20 TPE
+trials maximising the final score at N=16 on the tuning split (data.split.seed=1), best 0.067 there
+(epochs 1.30, lr 0.0289, beta 0.911; rounded here). On the default split they score 0.050; the
+earlier values (1.0, 0.05, 0.85), picked on the default split itself, scored 0.065 there: the gap is
+what tuning on the split one reports on adds.
 """
 
 import torch
 from torch import nn
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "epochs": 1.0,  # passes over the retain set; each step also sees one forget batch
-    "lr": 0.05,
+    "epochs": 1.3,  # passes over the retain set; each step also sees one forget batch
+    "lr": 0.0289,
     "momentum": 0.9,
     "weight_decay": 5e-4,
-    "beta": 0.85,  # weight of the retain loss; 1 - beta goes to the (negated) forget loss
+    "beta": 0.911,  # weight of the retain loss; 1 - beta goes to the (negated) forget loss
 }
 SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)
     "epochs": "interval(0.5, 1.5)",

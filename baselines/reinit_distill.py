@@ -1,10 +1,11 @@
 """Re-initialise the top of the network, then distil the original into it on the retain set.
 
-Source: in the style of the reset-and-distil family among the top solutions of the NeurIPS 2023
-Machine Unlearning Challenge ("Amnesiacs"-style; Triantafillou et al., "Are we making progress in
-unlearning? Findings from the first NeurIPS unlearning competition", arXiv:2406.09073): reset part
-of the weights, then rebuild utility from the retain data with the original model as a teacher.
-Our own simplification: the last layers are reset and only they are trained (the kept layers are
+Source: the reset-and-distil family of the NeurIPS 2023 challenge's #7 (private leaderboard; its
+write-up, titled "6th", https://www.kaggle.com/competitions/neurips-2023-machine-unlearning/discussion/458740,
+and the Euclid team's page, https://euclid.ee.duth.gr/machine-unlearning/; Triantafillou et al.,
+arXiv:2406.09073): reset part of the weights, then rebuild utility from the retain data with the
+original model as a teacher. That entry reset the first convolution and the classifier and trained
+the whole net; ours is a simplification: the last layers are reset and only they are trained (the kept layers are
 frozen), so a step costs little more than two forward passes and the budget buys a full epoch of
 distillation. Re-drawn weights scatter the runs the way independent retrainings scatter, and the
 teacher only ever speaks about retain images, so what comes back is what the retain set supports.

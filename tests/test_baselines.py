@@ -49,7 +49,7 @@ from tests.conftest import TINY, compose_config, run_cli
 
 # A generous budget: the tiny recipe's retrain (3 steps) is below what a baseline's own set-up costs.
 METHODS = sorted(p.stem for p in KIT_BASELINES.glob("*.py"))
-SCORE = [*TINY, "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "workers=2", "pool.ceiling=true", f"baselines=[{','.join(METHODS)}]"]
+SCORE = [*TINY, "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "workers=2", "pool.ceiling=true", f"baselines.methods=[{','.join(METHODS)}]"]
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +66,14 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, di
     return out, score_all(OmegaConf.to_container(cfg, resolve=True), files, out, 2, Stages())
 
 
-def test_the_default_list_is_every_file_in_baselines_but_retrain() -> None:
+def test_all_is_every_file_in_baselines_but_retrain_and_the_default_set_is_part_of_it() -> None:
     """retrain is what the pool's held-out half measures for every result (score.ceiling), so the
-    default list leaves it out; it stays a file to score on its own."""
-    cfg = compose_config("baseline", ["logger=none"], Path("/tmp"))
-    assert sorted(cfg.baselines) == [m for m in METHODS if m != "retrain"]
-    assert cfg.pool.ceiling is True
-    assert len(METHODS) >= 9
+    lists leave it out; it stays a file to score on its own."""
+    default = compose_config("baseline", ["logger=none"], Path("/tmp")).baselines
+    every = compose_config("baseline", ["logger=none", "baselines=all"], Path("/tmp")).baselines
+    assert sorted(every.methods) == [m for m in METHODS if m != "retrain"] and len(set(every.methods)) == len(every.methods)
+    assert set(default.methods) < set(every.methods) and default.dir is every.dir is None
+    assert len(METHODS) >= 17
 
 
 @pytest.mark.parametrize("name", METHODS)
