@@ -11,10 +11,12 @@ The budget's calibration (pricing a retrain in the child before the file is impo
 a once-per-child cost, with the price it found.
 
     python benchmarks/bench_sandbox.py [--synthetic-pool] [hydra overrides, e.g. scorer.isolation=none]
+    python benchmarks/bench_sandbox.py --startup   # the sandbox's own start-up, without and with the resource caps
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +33,44 @@ from challenge.scoring.scorer import score_submission
 TEMPLATE = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
 
 
+def startup(repeats: int = 20) -> None:
+    """Median wall time of a sandboxed `true` and `python -S -c pass`, without the caps (no process cap, no tmpfs
+    sizes, no uid of its own) and with them, interleaved so that the machine's load falls on both alike; and
+    the polled caps' cost per check (every 0.5 s of a run)."""
+    import statistics
+    import time
+
+    from challenge.scoring.processes import ProcessTree
+    from challenge.scoring.sandbox import Limits, Sandbox, _Caps
+
+    root = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    dirs = [root / d for d in ("inputs", "outputs", "scratch")]
+    for d in dirs:
+        d.mkdir()
+    plain = Sandbox(*dirs, Limits(max_processes=None, scratch_mb=None))
+    plain.own_uid = False
+    capped = Sandbox(*dirs, Limits())
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for box_name, box in (("without caps", plain), ("with caps", capped)):
+            for cmd_name, argv in (("true", ["/bin/true"]), ("python -S -c pass", [sys.executable, "-S", "-c", "pass"])):
+                t = time.perf_counter()
+                box.run(argv, root / "out.log", root / "err.log", lambda tree: None, poll=0.005)
+                times.setdefault(f"{cmd_name}, {box_name}", []).append(time.perf_counter() - t)
+    print(f"sandbox start-up ({capped.protections.isolation}; identity: {capped.protections.identity.split(',')[0]}), median of {repeats}:")
+    for name, ts in times.items():
+        print(f"  {name:<36}{statistics.median(ts) * 1000:8.1f} ms")
+    caps, tree = _Caps(capped, None), ProcessTree(os.getpid())
+    t = time.perf_counter()
+    for _ in range(200):
+        caps.checked = -float("inf")
+        caps.check(tree, None)
+    print(f"  polled caps, per check (every 0.5 s)  {(time.perf_counter() - t) / 200 * 1000:8.2f} ms")
+
+
 def main(args: list[str]) -> None:
+    if "--startup" in args:
+        return startup()
     overrides = [a for a in args if a != "--synthetic-pool"]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("score", ["logger=none", "scorer.n_runs=16", "scorer.fresh=true", *overrides])

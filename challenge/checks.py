@@ -42,6 +42,8 @@ RULES: dict[str, Rule] = {
     "scorer.memory_mb": Rule(int, ge=1, nullable=True),  # null: no limit
     "scorer.file_size_mb": Rule(int, ge=1, nullable=True),  # null: no limit
     "scorer.log_cap_bytes": Rule(int, ge=1),
+    "scorer.max_processes": Rule(int, ge=4, nullable=True),  # null: no cap; below 4 not even bubblewrap and the interpreter start
+    "scorer.scratch_mb": Rule(int, ge=1, nullable=True),  # null: no cap
     "scorer.n_bootstrap": Rule(int, ge=0),  # 0: no confidence interval
     "scorer.threads": Rule(int, ge=1),  # fixed, for the same reason
     "trainer.max_epochs": Rule(int, ge=1),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from challenge.scoring import sandbox
 from challenge.errors import ChallengeError
+from challenge.scoring import sandbox
 from challenge.scoring.sandbox import Limits, Outcome, Sandbox
 
 HAVE_BWRAP = sandbox.bwrap_problem() is None
@@ -70,7 +70,7 @@ def test_child_sees_only_its_binds(tmp_path: Path) -> None:
     assert outcome.returncode == 0, err
     assert "hello" in out
     assert "True" not in out.replace("hello", "")  # none of those paths exists inside
-    assert "inputs read-only: 30" in out  # EROFS
+    assert "inputs read-only: 30" in out or "inputs read-only: 13" in out  # EROFS, or EACCES for a child with a uid of its own
     assert (box.outputs / "out.txt").read_text() == "x"
     assert "cwd /sandbox/scratch home /sandbox/scratch" in out
 
@@ -187,22 +187,153 @@ def test_bwrap_required_but_unusable_is_a_one_line_error(tmp_path: Path, monkeyp
     assert make_box(tmp_path, "auto").protections.isolation == "none (bubblewrap is not installed)"
 
 
-def test_cgroup_v2_limit_is_written_and_joined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where a cgroup v2 with the memory controller is delegated to us (not on every machine)."""
+def test_cgroup_v2_limits_are_written_and_joined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a cgroup v2 with the memory and pids controllers is delegated to us (not on every machine)."""
     fake = tmp_path / "cgroup"
     fake.mkdir()
+    (fake / "cgroup.subtree_control").write_text("memory pids\n")
     monkeypatch.setattr(sandbox, "cgroup_parent", lambda: fake)
     created = []
-    real = sandbox.MemoryCgroup.__init__
+    real = sandbox.Cgroup.__init__
 
-    def spy(self, parent: Path, limit_mb: int) -> None:
-        real(self, parent, limit_mb)
+    def spy(self, parent: Path, memory_mb: int | None, pids_max: int | None) -> None:
+        real(self, parent, memory_mb, pids_max)
         created.append(self.path)
 
-    monkeypatch.setattr(sandbox.MemoryCgroup, "__init__", spy)
-    box = make_box(tmp_path, "none", Limits(memory_mb=300))
+    monkeypatch.setattr(sandbox.Cgroup, "__init__", spy)
+    box = make_box(tmp_path, "none", Limits(memory_mb=300, max_processes=40))
     assert box.protections.memory == "cgroup v2 memory.max 300 MB"
+    assert box.protections.processes.startswith("at most 40 processes and threads (cgroup v2 pids.max)")
     outcome, _, _ = run_script(box, "pass")
-    assert outcome.returncode == 0
-    assert (created[0] / "memory.max").read_text() == str(300 << 20)
+    assert outcome.returncode == 0 and outcome.capped is None
+    assert (created[0] / "memory.max").read_text() == str(300 << 20) and (created[0] / "pids.max").read_text() == "40"
     assert (created[0] / "cgroup.procs").read_text() == "0"  # the child moved itself in before exec
+
+
+# -- the caps on what one child can take from the others -------------------------------------------
+def host_state() -> dict[str, float]:
+    """What a cap protects: the host's free memory and disk (MB) and its process count."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    disk = os.statvfs("/tmp")
+    return {"free_memory_mb": int(meminfo["MemAvailable"].split()[0]) / 1024, "free_disk_mb": disk.f_bavail * disk.f_frsize / 2**20,
+            "processes": len(list(Path("/proc").glob("[0-9]*")))}
+
+
+def settled(before: dict[str, float], timeout: float = 10.0) -> dict[str, float]:
+    """The host's state once killed processes are reaped (their zombies count in /proc a moment longer)."""
+    deadline = time.monotonic() + timeout
+    while (now := host_state())["processes"] > before["processes"] + 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return now
+
+
+def report(name: str, before: dict[str, float], after: dict[str, float]) -> None:
+    print(f"{name}: " + ", ".join(f"{k} {before[k]:.0f} -> {after[k]:.0f}" for k in before))
+
+
+SLOW_NONE = [pytest.param("bwrap", marks=pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap")), pytest.param("none", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("isolation", SLOW_NONE)
+def test_a_process_bomb_stops_at_the_cap_and_leaves_nothing(tmp_path: Path, isolation: str) -> None:
+    """At most 300 sleeping processes even without a cap; with one, forks fail at 24 and the child is stopped."""
+    token = f"61.{os.getpid() % 1000:03d}"  # sleep's argument: names the bomb's processes in /proc
+    before = host_state()
+    outcome, out, err = run_script(make_box(tmp_path, isolation, Limits(max_processes=24)), f"""
+        import os, time
+        refused = 0
+        for _ in range(300):
+            try:
+                if os.fork() == 0:
+                    os.execv("/bin/sleep", ["sleep", "{token}"])
+            except OSError:
+                refused += 1
+        print("refused", refused, flush=True)
+        time.sleep(30)
+    """)
+    after = settled(before)
+    report(f"process bomb [{isolation}]", before, after)
+    assert (outcome.capped, outcome.capped_detail) == ("processes", "reached 24 processes and threads at once"), err
+    assert outcome.seconds < 10
+    assert running(token) == []
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="the private /tmp needs bubblewrap")
+def test_filling_tmp_stops_at_the_cap_and_frees_it(tmp_path: Path) -> None:
+    """/tmp is a tmpfs of scratch_mb (RAM): the filler gets ENOSPC at 32 MB (it stops at 48 MB), swallows it, and is stopped."""
+    before = host_state()
+    box = make_box(tmp_path, "bwrap", Limits(scratch_mb=32))
+    outcome, out, err = run_script(box, """
+        import time
+        written = 0
+        try:
+            with open("/tmp/filler", "wb") as f:
+                while written < 48 << 20:
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+                    written += 1 << 20
+        except OSError as e:
+            print("refused", e.errno, "at", written >> 20, "MB", flush=True)
+        time.sleep(30)
+    """)
+    after = settled(before)
+    report("/tmp filler", before, after)
+    assert "refused 28" in out, (out, err)  # ENOSPC, at the cap
+    assert (outcome.capped, outcome.capped_detail) == ("disk", "filled /tmp (32 MB)")
+    assert outcome.seconds < 10
+
+
+@pytest.mark.parametrize("isolation", SLOW_NONE)
+def test_filling_the_outputs_disk_stops_at_the_cap(tmp_path: Path, isolation: str) -> None:
+    """The outputs folder is on the host's disk: the watchdog stops the child past scratch_mb (the filler stops at 48 MB)."""
+    before = host_state()
+    box = make_box(tmp_path, isolation, Limits(scratch_mb=16))
+    outcome, _, err = run_script(box, f"""
+        import time
+        for i in range(48):
+            with open("{box.inside(box.outputs)}/filler-%d" % i, "wb") as f:
+                f.write(b"x" * (1 << 20))
+            time.sleep(0.02)
+        time.sleep(30)
+    """)
+    after = settled(before)
+    report(f"disk filler [{isolation}]", before, after)
+    assert outcome.capped == "disk" and "more than the 16 MB it may hold" in outcome.capped_detail, err
+    assert sum(f.stat().st_size for f in box.outputs.iterdir()) < 40 << 20
+    assert all(f.stat().st_uid == os.getuid() for f in box.outputs.iterdir())  # the child owns nothing once it is gone
+
+
+@pytest.mark.parametrize("isolation", [pytest.param("none"), pytest.param("bwrap", marks=[pytest.mark.slow, MODES[0].marks[0]])])
+def test_a_detached_cpu_hog_dies(tmp_path: Path, isolation: str) -> None:
+    """A process in a session of its own, left running when the child exits: outside the watchdog's reach
+    without a pid namespace, so RLIMIT_CPU kills it (1 s here; it would give up after 30 s by itself)."""
+    token = f"hog-token-{os.getpid()}-{isolation}"
+    before = host_state()
+    outcome, _, err = run_script(make_box(tmp_path, isolation, Limits(cpu_seconds=1)), f"""
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import time; end = time.time() + 30; all(iter(lambda: time.time() < end, False))", "{token}"], start_new_session=True)
+    """)
+    assert outcome.returncode == 0, err
+    deadline = time.monotonic() + 15
+    while running(token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report(f"detached CPU hog [{isolation}]", before, settled(before))
+    assert running(token) == []
+
+
+def test_the_sandbox_lines_name_every_cap(tmp_path: Path) -> None:
+    d = make_box(tmp_path, "auto").protections.to_dict()
+    assert {"identity", "processes", "memory", "scratch", "disk", "cpu", "file_size", "missing"} <= set(d)
+    assert all(d[k] for k in d)
+
+
+def test_bwrap_required_but_a_cap_missing_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root without a user namespace of our own (e.g. util-linux missing), the child would be root: no process cap."""
+    if not HAVE_BWRAP or os.geteuid() != 0:
+        pytest.skip("needs bubblewrap and root")
+    monkeypatch.setattr(sandbox, "userns_problem", lambda: "setpriv not installed (util-linux)")
+    monkeypatch.setattr(sandbox, "cgroup_parent", lambda: None)
+    with pytest.raises(ChallengeError, match=r"isolation=bwrap but this machine cannot cap processes \(the child runs as root"):
+        make_box(tmp_path, "bwrap")
+    p = make_box(tmp_path, "auto").protections
+    assert p.processes.startswith("not capped by the kernel") and "processes (the child runs as root" in p.missing[0]

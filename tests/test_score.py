@@ -272,3 +272,35 @@ def test_retraining_from_scratch_forgets_better_than_doing_nothing(trained_pool:
     # Even a perfect method's F is small at N = 3, where each example's epsilon comes from 3 samples
     # (0.125 here; retrain at N = 16 on the default preset: 0.148). Doing nothing is exactly 0.
     assert retrained["score"]["forget_quality"] > 0.05
+
+
+# Hostile files against the caps on what one submission can take from the others, each bounded a little above
+# its cap (a missing cap cannot harm CI), scored one after the other, then a normal file: it must score.
+CAPS = {
+    "fork_bomb.py": (["scorer.max_processes=64"], "processes", "processes and threads at once and was stopped (scorer.max_processes=64)"),
+    "fills_tmp.py": (["scorer.scratch_mb=64"], "disk", "scorer.scratch_mb"),
+    "fills_disk.py": (["scorer.scratch_mb=64"], "disk", "and was stopped (scorer.scratch_mb=64"),
+    "detached_hog.py": ([], "left_processes", "left 1 process(es) running"),
+}
+
+
+@pytest.mark.slow
+def test_each_cap_ends_in_its_verdict_leaves_nothing_and_the_next_file_scores(tiny_pool: None, tmp_path: Path) -> None:
+    from tests.test_sandbox import report, settled
+
+    for name, (overrides, status, words) in CAPS.items():
+        before = settled({"processes": float("inf")})
+        result = score(tmp_path / name, SUBMISSIONS / name, *overrides)
+        report(f"{name} -> {result['status']}", before, settled(before))
+        check_verdict(result, status, words)
+        assert not (Path(result["logs"]["stdout"]).parent / "attempt").exists()
+        assert result["sandbox"]["processes"] and result["sandbox"]["scratch"] and result["sandbox"]["cpu"]
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith(b"sleep\x0030")]
+    assert score(tmp_path / "after", SUBMISSIONS / "kaggle_inplace.py")["status"] == "scored"
+
+
+def _cmdline(entry: Path) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""

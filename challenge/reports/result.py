@@ -61,6 +61,8 @@ def _protection_lines(p: dict[str, str]) -> list[str]:
         f"sandbox     {p['isolation']}: {p['filesystem']}",
         f"            network: {p['network']}; processes: {p['processes']}",
         f"            memory: {p['memory']}; file size: {p['file_size']}",
+        *[f"            {key}: {p[key]}" for key in ("identity", "scratch", "disk", "cpu") if p.get(key)],
+        *([f"            missing caps: {p['missing']}"] if p.get("missing") not in (None, "none") else []),
     ]
 
 

@@ -39,7 +39,8 @@ from challenge.scoring.sandbox import PIDNS_ENV
 
 CONTRACT = "unlearning(net, retain_loader, forget_loader, val_loader)"
 # Statuses the child may report; anything else in failure.json is itself a malformed answer.
-CHILD_STATUSES = frozenset({"syntax_error", "no_function", "bad_signature", "raised", "not_a_model", "memory", "file_too_large", "crashed", "left_processes"})
+CHILD_STATUSES = frozenset({"syntax_error", "no_function", "bad_signature", "raised", "not_a_model", "memory", "file_too_large", "crashed", "left_processes",
+                            "processes", "disk"})
 
 
 class Rejected(Exception):
@@ -112,6 +113,10 @@ def _rejection(e: BaseException, when: str, path: Path) -> Rejected:
         return Rejected("memory", f"the submission ran out of memory {when} ({type(e).__name__}): stay within scorer.memory_mb", tb)
     if isinstance(e, OSError) and e.errno == errno.EFBIG:  # Python ignores SIGXFSZ, so the limit surfaces here
         return Rejected("file_too_large", f"the submission wrote a file over the size limit {when}: stay within scorer.file_size_mb", tb)
+    if _out_of_processes(e, tb):
+        return Rejected("processes", f"the submission could not start another process or thread {when} ({type(e).__name__}): stay within scorer.max_processes", tb)
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Rejected("disk", f"the submission filled its scratch space {when} ({type(e).__name__}): stay within scorer.scratch_mb", tb)
     frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
     where = f" at line {frames[-1].lineno} of the submission" if frames else ""
     text = str(e).splitlines()[0][:300] if str(e) else ""
@@ -127,6 +132,12 @@ def _unpacked_a_batch(e: BaseException) -> bool:
     """`for x, y in loader` over dict batches: too many keys to unpack, or the keys (str) used as tensors."""
     text = str(e)
     return (isinstance(e, ValueError) and "values to unpack" in text) or (isinstance(e, AttributeError) and text.startswith("'str' object"))
+
+
+def _out_of_processes(e: BaseException, tb: str) -> bool:
+    """A fork or a thread refused by the process cap (EAGAIN from fork, not from a non-blocking socket)."""
+    forked = isinstance(e, OSError) and e.errno == errno.EAGAIN and any(w in tb for w in ("fork", "_execute_child", "spawn"))
+    return forked or (isinstance(e, RuntimeError) and "can't start new thread" in str(e))
 
 
 def _out_of_memory(e: BaseException) -> bool:

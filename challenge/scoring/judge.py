@@ -60,6 +60,9 @@ def judge_end(outcome: Outcome, imported: bool, failure: tuple[str, str] | None,
     """
     if not imported and failure is None:
         raise kit_failure(outcome, settings, Path(logs["stderr"]))
+    capped = getattr(outcome, "capped", None)
+    if capped:
+        raise Verdict(capped, cap_message(capped, outcome.capped_detail or "", settings))
     if outcome.stopped:
         raise Verdict("timeout", outcome.stopped)
     if outcome.flooded:
@@ -69,6 +72,8 @@ def judge_end(outcome: Outcome, imported: bool, failure: tuple[str, str] | None,
         raise Verdict(status, f"{message} (traceback in {logs['stderr']})" if status == "raised" else message)
     if outcome.oom_killed:
         raise Verdict("memory", f"the submission went over scorer.memory_mb={settings.memory_mb} MB and was killed")
+    if outcome.signal == signal.SIGXCPU:
+        raise Verdict("cpu", "the submission's process went over its CPU backstop (RLIMIT_CPU, above the budget) and was killed")
     if outcome.signal == signal.SIGXFSZ:
         raise Verdict("file_too_large", f"the submission wrote a file over scorer.file_size_mb={settings.file_size_mb} MB and was killed")
     if outcome.leftovers:
@@ -77,6 +82,14 @@ def judge_end(outcome: Outcome, imported: bool, failure: tuple[str, str] | None,
         how = f"was killed by {signal.Signals(outcome.signal).name}" if outcome.signal else f"exited with status {outcome.returncode}"
         where = f" during run {missing[0]}" if missing else ""
         raise Verdict("crashed", f"the submission's process {how}{where} without reporting an error (see {logs['stderr']})")
+
+
+def cap_message(resource: str, detail: str, settings: Any) -> str:
+    """One line for a cap the sandbox stopped the child at, naming the setting."""
+    if resource == "processes":
+        return f"the submission {detail} and was stopped (scorer.max_processes={settings.max_processes}); every one of them was killed"
+    return (f"the submission {detail} and was stopped (scorer.scratch_mb={settings.scratch_mb}: each of /tmp, /dev/shm and the "
+            "working folder, and what the outputs may hold besides the runs' weights); its files were removed")
 
 
 def kit_failure(outcome: Outcome, settings: Any, stderr: Path) -> ChallengeError:
@@ -90,6 +103,10 @@ def kit_failure(outcome: Outcome, settings: Any, stderr: Path) -> ChallengeError
         limit = f"scorer.memory_mb={settings.memory_mb} is too small for the kit itself (torch and the inputs need about 1 GB): raise it"
     elif settings.file_size_mb and outcome.signal == signal.SIGXFSZ:
         limit = f"scorer.file_size_mb={settings.file_size_mb} is too small for the kit's own files: raise it"
+    elif getattr(outcome, "capped", None) == "processes":
+        limit = f"scorer.max_processes={settings.max_processes} is too small for the kit itself: raise it"
+    elif getattr(outcome, "capped", None) == "disk":
+        limit = f"scorer.scratch_mb={settings.scratch_mb} is too small for the kit's own files: raise it"
     elif outcome.stopped:
         limit = f"scorer.startup_seconds={settings.startup_seconds:g} is too short for the kit to load its inputs: raise it"
     else:

@@ -7,6 +7,7 @@ process nor forge its CPU time.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ class Proc(NamedTuple):
     session: int
     comm: str
     cpu_ticks: int  # user + system time of the process and of its waited-for children
+    threads: int = 1  # tasks in the process: what RLIMIT_NPROC and pids.max count
 
 
 def _read_proc(entry: Path) -> Proc | None:
@@ -52,7 +54,32 @@ def _read_proc(entry: Path) -> Proc | None:
     except OSError:
         return None
     comm, f = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-    return Proc(int(entry.name), f[0], int(f[1]), int(f[2]), int(f[3]), comm, sum(int(x) for x in f[11:15]))
+    return Proc(int(entry.name), f[0], int(f[1]), int(f[2]), int(f[3]), comm, sum(int(x) for x in f[11:15]), int(f[17]))
+
+
+def real_uid(pid: int) -> int | None:
+    """The real uid of a process (the one RLIMIT_NPROC charges), None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def kill_uid(uid: int) -> list[str]:
+    """Kill every process of a uid dedicated to one child, wherever it hid (setsid, double fork); name them."""
+    found = []
+    for p in processes():
+        if p.pid != os.getpid() and real_uid(p.pid) == uid:
+            if p.state != "Z":
+                found.append(f"{p.comm} (pid {p.pid})")
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return found
 
 
 def processes() -> list[Proc]:
@@ -77,6 +104,7 @@ class ProcessTree:
         self.root, self.rescan = root, rescan
         self.known: set[int] = {root}
         self.scanned, self.used, self.starved = -float("inf"), 0.0, 0.0
+        self.tasks = 1  # processes and threads of the tree at the last reading
 
     def starved_seconds(self) -> float:
         waits = 0
@@ -91,9 +119,28 @@ class ProcessTree:
     def cpu_seconds(self) -> float:
         if time.monotonic() - self.scanned >= self.rescan:
             self._scan()
-        ticks = sum(p.cpu_ticks for pid in self.known if (p := _read_proc(Path(f"/proc/{pid}"))) is not None)
-        self.used = max(self.used, ticks / _CLK_TCK)
+        procs = [p for pid in self.known if (p := _read_proc(Path(f"/proc/{pid}"))) is not None and p.state != "Z"]
+        self.tasks = sum(p.threads for p in procs)
+        self.used = max(self.used, sum(p.cpu_ticks for p in procs) / _CLK_TCK)
         return self.used
+
+    def limit_cpu(self, seconds: float) -> None:
+        """RLIMIT_CPU on every process of the tree, `seconds` more than each has used: what they start inherits it.
+
+        A backstop, set from the outside once the budget is known: a process that escaped the
+        watchdog (a detached one, without a pid namespace) is killed by the kernel (SIGXCPU, then SIGKILL).
+        """
+        for pid in list(self.known):
+            proc = _read_proc(Path(f"/proc/{pid}"))
+            if proc is None:
+                continue
+            limit = int(proc.cpu_ticks / _CLK_TCK + seconds) + 1
+            try:
+                soft, hard = resource.prlimit(pid, resource.RLIMIT_CPU)
+                hard = limit + 2 if hard == resource.RLIM_INFINITY else min(hard, limit + 2)
+                resource.prlimit(pid, resource.RLIMIT_CPU, (min(limit, hard), hard))
+            except (OSError, ValueError):
+                continue
 
     def _scan(self) -> None:
         children: dict[int, list[int]] = {}

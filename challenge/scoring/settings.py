@@ -31,6 +31,8 @@ class Settings:
     batch_size: int
     eval_batch_size: int
     budget_exempt: bool = False  # see challenge.scoring.scorer.budget_exempt
+    max_processes: int | None = 64  # processes and threads of the child at once (see challenge.scoring.sandbox)
+    scratch_mb: int | None = 2048  # each of the child's RAM-backed folders, and the disk beside its runs' weights
 
     @classmethod
     def from_config(cls, cfg: Any) -> "Settings":
@@ -42,6 +44,7 @@ class Settings:
             startup_seconds=float(s.startup_seconds), memory_mb=s.memory_mb, file_size_mb=s.file_size_mb,
             log_cap_bytes=int(s.log_cap_bytes), n_bootstrap=int(s.n_bootstrap), isolation=str(s.isolation),
             threads=int(s.threads), batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size),
+            max_processes=s.get("max_processes", 64), scratch_mb=s.get("scratch_mb", 2048),
         )
 
     @classmethod
@@ -54,7 +57,7 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.memory_mb, self.file_size_mb, self.log_cap_bytes)
+        return Limits(self.memory_mb, self.file_size_mb, self.log_cap_bytes, self.max_processes, self.scratch_mb)
 
     def rule_text(self) -> str:
         if self.budget_seconds is not None:

@@ -9,6 +9,8 @@ loaded is turned away in a fraction of a second.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 from challenge.files import write_json
 from challenge.scoring.budget import Meter
+from challenge.scoring.processes import ProcessTree
 from challenge.scoring.sandbox import Outcome, Sandbox
 from challenge.scoring.settings import Settings
 
@@ -45,11 +48,48 @@ def supervise(box: Sandbox, todo: list[int], settings: Settings, logs: dict[str,
     """Run `python -m challenge.scoring.child inputs outputs` in `box`; charge it as it goes."""
     meter = Meter(box.outputs, todo, settings, charged_before, on_run=on_run)
     argv = [sys.executable, "-m", "challenge.scoring.child", box.inside(box.inputs), box.inside(box.outputs)]
-    outcome = box.run(argv, logs["stdout"], logs["stderr"], meter)
+    outcome = box.run(argv, logs["stdout"], logs["stderr"], CpuBackstop(meter, settings), outputs_mb=outputs_allowance(box, todo, settings))
     meter.settle()
     ledger = Ledger(outcome=asdict(outcome), calibration=meter.calibration, runs=meter.records,
                     outside_budgets=meter.outside_budgets(), imported=meter.cpu_at_import is not None)
     return outcome, ledger
+
+
+def outputs_allowance(box: Sandbox, todo: list[int], settings: Settings) -> int | None:
+    """MB the outputs folder may hold: each run's weights and record (twice the original's size, for
+    the one being written) plus scorer.scratch_mb, so that the cap is the same whatever N is."""
+    if settings.scratch_mb is None:
+        return None
+    try:
+        weights = (box.inputs / "original.pt").stat().st_size
+    except OSError:
+        weights = 0
+    return settings.scratch_mb + math.ceil((len(todo) + 1) * 2 * (weights + 4096) / 2**20)
+
+
+class CpuBackstop:
+    """The meter, plus RLIMIT_CPU on the child's processes once the budget is known and before any participant
+    code runs (the child waits for the meter to take its calibration): what it starts later inherits it,
+    so a process that escapes the watchdog is killed by the kernel past the most the whole child may use."""
+
+    def __init__(self, meter: Meter, settings: Settings):
+        self.meter, self.s, self.set = meter, settings, False
+
+    def __call__(self, tree: ProcessTree) -> str | None:
+        stopped = self.meter(tree)
+        if not self.set and self.meter.budget is not None and self.meter.cpu_at_import is not None:
+            tree.limit_cpu(self.seconds(self.meter.budget.per_run))
+            self.set = True
+        return stopped
+
+    def seconds(self, per_run: float) -> float:
+        """Twice the most the watchdog lets the child spend from here. On the CPU clock everything after the
+        import is charged, so that is N budgets and one run's cap over; on the wall clock (a GPU) the CPU is not
+        charged, so each run's wall-clock cap and the start-up allowance once per run, on every core."""
+        s = self.s
+        if self.meter.budget.clock == "cpu":
+            return 2 * (s.n_runs + s.budget_cap) * per_run
+        return 2 * (os.cpu_count() or 1) * (s.n_runs * s.budget_cap * s.wall_slack * per_run + (s.n_runs + 1) * s.startup_seconds)
 
 
 def spec_plan(settings: Settings, todo: list[int], submission: str, calibration: dict[str, Any] | None) -> dict[str, Any]:
