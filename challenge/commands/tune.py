@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from challenge.cli import _quote
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_json
 from challenge.scoring.params import search_space
@@ -103,10 +103,6 @@ def build_pool(cfg: DictConfig) -> str:
     return prepare_pool(cfg, int(cfg.workers), Stages()).fingerprint
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 # -- a trial -----------------------------------------------------------------------------------------
 def trial(cfg: DictConfig) -> float:
     """One Hydra job of the sweep: the file scored with this trial's params; a verdict scores 0."""
@@ -139,9 +135,8 @@ class BestCallback(Callback):
 
         sweeper, sweep = config.hydra.sweeper, Path(str(config.hydra.sweep.dir))
         study = optuna.load_study(study_name=str(sweeper.study_name), storage=str(sweeper.storage))
-        best_file = sweep / BEST_FILE
-        write_json(best_file, best_record(config, study), indent=2)
-        record = json.loads(best_file.read_text())
+        best_file, record = sweep / BEST_FILE, best_record(config, study)
+        write_json(best_file, record, indent=2)
         shown = " ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
         print(f"tune: best of {record['trials']} trial(s) ({record['failed']} failed): {shown} -> {record['objective']} {record['value']:.4f} on split {record['tuning_split']}")
         print(f"best:  {best_file}\nscore it on the evaluation split: challenge score {config.submission} params_file={best_file}")

@@ -60,9 +60,8 @@ def judge_end(outcome: Outcome, imported: bool, failure: tuple[str, str] | None,
     """
     if not imported and failure is None:
         raise kit_failure(outcome, settings, Path(logs["stderr"]))
-    capped = getattr(outcome, "capped", None)
-    if capped:
-        raise Verdict(capped, cap_message(capped, outcome.capped_detail or "", settings))
+    if outcome.capped:
+        raise Verdict(outcome.capped, cap_message(outcome.capped, outcome.capped_detail or "", settings))
     if outcome.stopped:
         raise Verdict("timeout", outcome.stopped)
     if outcome.flooded:
@@ -103,9 +102,9 @@ def kit_failure(outcome: Outcome, settings: Any, stderr: Path) -> ChallengeError
         limit = f"scorer.memory_mb={settings.memory_mb} is too small for the kit itself (torch and the inputs need about 1 GB): raise it"
     elif settings.file_size_mb and outcome.signal == signal.SIGXFSZ:
         limit = f"scorer.file_size_mb={settings.file_size_mb} is too small for the kit's own files: raise it"
-    elif getattr(outcome, "capped", None) == "processes":
+    elif outcome.capped == "processes":
         limit = f"scorer.max_processes={settings.max_processes} is too small for the kit itself: raise it"
-    elif getattr(outcome, "capped", None) == "disk":
+    elif outcome.capped == "disk":
         limit = f"scorer.scratch_mb={settings.scratch_mb} is too small for the kit's own files: raise it"
     elif outcome.stopped:
         limit = f"scorer.startup_seconds={settings.startup_seconds:g} is too short for the kit to load its inputs: raise it"
