@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from challenge.cli import main
+from challenge.commands.tune import start_from_file
 from challenge.pool import write_stand_in
 from challenge.scoring.scorer import KIT_BASELINES, score_submission
 from tests.conftest import compose_config
@@ -34,6 +35,18 @@ def test_tune_refuses_in_one_line_before_any_pool(args: list[str], words: str, t
     assert not any(tmp_path.iterdir())
 
 
+def test_a_new_study_starts_from_the_files_own_params_inside_search(tmp_path: Path) -> None:
+    space = {"lr": "tag(log, interval(0.001, 0.1))", "epochs": "range(1, 4)", "mode": "choice(kl, ce)", "far": "interval(0.0, 1.0)"}
+    source = f'PARAMS = {{"lr": 0.01, "epochs": 2, "mode": "kl", "far": 9.0}}\nSEARCH = {space!r}\n'.encode()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert start_from_file("s", storage, source, space) == {"lr": 0.01, "epochs": 2, "mode": "kl"}  # far=9.0 is outside its range
+    study = optuna.load_study(study_name="s", storage=storage)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == {"+params.lr": 0.01, "+params.epochs": 2, "+params.mode": "kl"}
+    assert start_from_file("s", storage, source, space) == {}  # a study with trials is resumed, not seeded again
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
+
+
 @pytest.mark.slow
 def test_tune_searches_resumes_and_its_best_json_scores(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_stand_in(compose_config("pool", [*SYNTHETIC, "data.split.seed=1"], tmp_path / "pool"), 3, seconds=10.0, accuracies={"retain": 0.5, "forget": 0.3, "test": 0.4})
@@ -42,6 +55,7 @@ def test_tune_searches_resumes_and_its_best_json_scores(tmp_path: Path, capsys: 
     first = json.loads((tmp_path / "first" / "best.json").read_text())
     assert first["trials"] == 2 and first["tuning_split"] == 1 and set(first["params"]) == {"scale"}
     assert 0.5 <= first["params"]["scale"] <= 1.0 and first["value"] == max(h["value"] for h in first["history"])
+    assert first["history"][0]["params"] == {"scale": 1.0}  # trial 0: the file's own PARAMS
     assert {"0", "1"} <= {p.name for p in (tmp_path / "first").iterdir() if p.is_dir()}  # one job folder per trial
     for job in ("0", "1"):  # each trial a real scoring on the tuning split, with its own params
         result = json.loads((tmp_path / "first" / job / "result.json").read_text())

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from challenge.cli import _quote
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_json
-from challenge.scoring.params import search_space
+from challenge.scoring.params import declared, search_space
 
 OBJECTIVES = ("final_score", "forget_quality")
 BEST_FILE = "best.json"
@@ -46,10 +46,13 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> list[str]:
         job.paths.output_dir = str(Path(sweep) / "pool")  # the pool's training logs, inside this run's folder
     fingerprint = build_pool(job)
     study, storage = study_of(job, source, space, fingerprint)
+    start = start_from_file(study, storage, source, space)
     done = finished_trials(study, storage)
     to_go = max(0, int(cfg.tune.trials) - done)
     print(f"tune: {submission.name} on split {cfg.tune.split_seed} (pool {fingerprint}), study {study}: {done} trial(s) done, {to_go} to go "
           f"(tune.trials={cfg.tune.trials}), maximising {cfg.tune.objective}", flush=True)
+    if start:
+        print("tune: trial 0 is the file's own PARAMS: " + " ".join(f"{k}={_short(v)}" for k, v in start.items()), flush=True)
     return ["-m", *overrides, f"hydra.sweep.dir={_quote(str(sweep))}", f"hydra.sweeper.storage={_quote(storage)}",
             f"hydra.sweeper.study_name={study}", f"hydra.sweeper.n_trials={to_go}", *[f"{PARAMS_PREFIX}{k}={v}" for k, v in space.items()]]
 
@@ -72,6 +75,36 @@ def study_of(cfg: DictConfig, source: bytes, space: dict[str, str], pool: str) -
     folder = Path(cfg.paths.cache_dir) / "tune"
     folder.mkdir(parents=True, exist_ok=True)
     return name, f"sqlite:///{folder / name}.db"
+
+
+def start_from_file(study: str, storage: str, source: bytes, space: dict[str, str]) -> dict[str, Any]:
+    """A new study's first trial is the file's own PARAMS (those inside SEARCH's ranges), so the best
+    that tune reports is never worse on the tuning split than what the file already ships."""
+    import warnings
+
+    import optuna
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = optuna.create_study(study_name=study, storage=storage, direction="maximize", load_if_exists=True)  # conf/tune.yaml: maximize
+    if s.get_trials(deepcopy=False):
+        return {}
+    own = declared(source) or {}
+    distributions, _ = create_params_from_overrides([f"{PARAMS_PREFIX}{k}={v}" for k, v in space.items()])
+    start = {k.removeprefix(PARAMS_PREFIX): own[k.removeprefix(PARAMS_PREFIX)] for k, d in distributions.items()
+             if _contains(d, own.get(k.removeprefix(PARAMS_PREFIX)))}
+    if start:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            s.enqueue_trial({PARAMS_PREFIX + k: v for k, v in start.items()})
+    return start
+
+
+def _contains(distribution: Any, value: Any) -> bool:
+    try:
+        return value is not None and bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):  # a categorical without this value
+        return False
 
 
 def finished_trials(study: str, storage: str) -> int:
