@@ -4,15 +4,18 @@ Source: the NeurIPS 2023 Machine Unlearning Challenge starting kit (Triantafillo
 github.com/unlearning-challenge/starting-kit; arXiv:2406.09073): SGD on the retain set only,
 hoping the forget set fades as the weights move. It keeps utility, but the weights stay close to
 the original's, so the forget images keep much of their confidence.
-Hyperparameters are tuned for the kit's default preset within its time budget.
+Hyperparameters found by `challenge tune baselines/finetune.py tune.trials=20` on 2026-12-04: 20 TPE
+trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial 0
+was the file's earlier values (epochs 1.0, lr 0.02), which scored 0.015 there. Best: trial 13, 0.043
+(epochs 1.22, lr 0.0398), shipped rounded to three significant digits.
 """
 
 import torch
 from torch import nn
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "epochs": 1.0,  # passes over the retain set; a fraction stops early
-    "lr": 0.02,
+    "epochs": 1.22,  # passes over the retain set; a fraction stops early
+    "lr": 0.0398,
     "momentum": 0.9,
     "weight_decay": 5e-4,
 }

@@ -9,15 +9,19 @@ fits the kit's budget (one Adam pass), tuned for the kit's default preset. The n
 scaled to each tensor's own spread, so every layer is disturbed alike; the loss is weighted by
 inverse age-group frequency, as the original (and every retrained model) was trained, so that the
 repaired model is calibrated like a retrained one rather than biased towards common age groups.
+Hyperparameters found by `challenge tune baselines/noise_finetune.py tune.trials=10` on 2026-12-04: 10
+TPE trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial
+0 was the file's earlier values (epochs 0.9, lr 0.0015, noise 0.25), which scored 0.032 there. Best:
+trial 2, 0.048 (epochs 0.924, lr 0.00289, noise 0.35), shipped rounded to three significant digits.
 """
 
 import torch
 from torch import nn
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "noise": 0.25,  # standard deviation of the added noise, relative to each weight tensor's std
-    "epochs": 0.9,  # passes over the retain set; a fraction stops early
-    "lr": 1.5e-3,
+    "noise": 0.35,  # standard deviation of the added noise, relative to each weight tensor's std
+    "epochs": 0.924,  # passes over the retain set; a fraction stops early
+    "lr": 0.00289,
     "weight_decay": 5e-4,
 }
 SEARCH = {  # what `challenge tune` searches (Hydra's optuna-sweeper grammar)

@@ -4,17 +4,21 @@ Source: the relabelling idea of Graves, Nagisetty & Ganesh, "Amnesiac Machine Le
 2021, as used for the "RL" baseline of Fan et al. (SalUn, ICLR 2024). Training the forget images
 towards random other age groups erases what the model memorised about those people; the retain
 pass that follows repairs the damage this does to everyone else.
-Hyperparameters are tuned for the kit's default preset within its time budget.
+Hyperparameters found by `challenge tune baselines/random_label.py tune.trials=20` on 2026-12-04: 20 TPE
+trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial 0
+was the file's earlier values (forget_lr 0.005, forget_steps 8, retain_epochs 0.7, retain_lr 0.01),
+which scored 0.040 there. Best: trial 15, 0.052 (forget_lr 0.0456, forget_steps 2, retain_epochs 0.817,
+retain_lr 0.00788), shipped rounded to three significant digits.
 """
 
 import torch
 from torch import nn
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "forget_steps": 8,  # forget batches with random labels (the forget set is a batch or two)
-    "retain_epochs": 0.7,  # passes over the retain set; a fraction stops early
-    "forget_lr": 0.005,
-    "retain_lr": 0.01,
+    "forget_steps": 2,  # forget batches with random labels (the forget set is a batch or two)
+    "retain_epochs": 0.817,  # passes over the retain set; a fraction stops early
+    "forget_lr": 0.0456,
+    "retain_lr": 0.00788,
     "momentum": 0.9,
     "weight_decay": 5e-4,
 }

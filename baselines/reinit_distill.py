@@ -9,6 +9,11 @@ the whole net; ours is a simplification: the last layers are reset and only they
 frozen), so a step costs little more than two forward passes and the budget buys a full epoch of
 distillation. Re-drawn weights scatter the runs the way independent retrainings scatter, and the
 teacher only ever speaks about retain images, so what comes back is what the retain set supports.
+Hyperparameters found by `challenge tune baselines/reinit_distill.py tune.trials=10` on 2026-12-04: 10
+TPE trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial
+0 was the file's earlier values (epochs 1.0, lr 0.002, reinit_fraction 0.15), which scored 0.022 there.
+Best: trial 7, 0.039 (epochs 1.37, lr 0.00938, reinit_fraction 0.4), shipped rounded to three
+significant digits.
 """
 
 import copy
@@ -18,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "reinit_fraction": 0.15,  # of the weighted layers, counted from the output end
-    "epochs": 1.0,  # passes over the retain set; a fraction stops early
-    "lr": 2e-3,
+    "reinit_fraction": 0.4,  # of the weighted layers, counted from the output end
+    "epochs": 1.37,  # passes over the retain set; a fraction stops early
+    "lr": 0.00938,
     "weight_decay": 5e-4,
     "temperature": 1.0,
     "distill_weight": 1.0,  # the cross-entropy on the true labels has weight 1

@@ -5,9 +5,16 @@ Source: Kookmin Univ. (Doun Lee, Jinwoo Bae, Jangho Kim), 3rd on the private lea
 summarised in Triantafillou et al., arXiv:2406.09073, https://arxiv.org/html/2406.09073v1).
 A retain-descent gradient plus a forget-ascent gradient (on equally many images) is a per-weight saliency; the
 conv weights where it is smallest are re-drawn (He init), and retraining on the retain set moves the rest slowly.
-Hyperparameters were tuned for the kit's default preset on the tuning split (data.split.seed=1, N=16), on
-2026-12-03: the write-up's 30% at SGD lr 0.02 barely moved the net (retain ratio 1.00, F 0.005, final 0.005);
-60% at lr 0.05 scored 0.013, 80% with the kept weights at 0.3x 0.042 (kept, about half the budget), 90% 0.027.
+Hyperparameters found by `challenge tune baselines/saliency_reinit.py tune.trials=10` on 2026-12-04: 10
+TPE trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial
+0 was the file's earlier values (epochs 1.2, fraction 0.8, kept_lr_scale 0.3, lr 0.05), which scored
+0.042 there. Best: trial 2, 0.045 (epochs 1.04, fraction 0.691, kept_lr_scale 0.684, lr 0.0442), shipped
+rounded to three significant digits.
+
+Before `challenge tune`, by hand: tuned for the kit's default preset on the tuning split
+(data.split.seed=1, N=16), on 2026-12-03: the write-up's 30% at SGD lr 0.02 barely moved the net (retain
+ratio 1.00, F 0.005, final 0.005); 60% at lr 0.05 scored 0.013, 80% with the kept weights at 0.3x 0.042
+(kept, about half the budget), 90% 0.027.
 """
 
 import torch
@@ -15,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 PARAMS = {
-    "fraction": 0.8,  # of all conv weights (one global ranking) re-drawn; the write-up used 0.3 on ResNet-18
-    "epochs": 1.2,  # passes over the retain set in retraining; a fraction stops early
-    "lr": 0.05,  # SGD with momentum, for the re-drawn weights
-    "kept_lr_scale": 0.3,  # the weights that were not re-drawn move slower (the write-up: 0.1)
+    "fraction": 0.691,  # of all conv weights (one global ranking) re-drawn; the write-up used 0.3 on ResNet-18
+    "epochs": 1.04,  # passes over the retain set in retraining; a fraction stops early
+    "lr": 0.0442,  # SGD with momentum, for the re-drawn weights
+    "kept_lr_scale": 0.684,  # the weights that were not re-drawn move slower (the write-up: 0.1)
     "warmup": 0.1,  # fraction of the steps with a linear warm-up, then linear decay
     "weight_decay": 5e-4,
 }

@@ -10,10 +10,15 @@ Adapted to the kit: the distillation images are retain images (the paper's retai
 mainly distils out-of-distribution images, which the kit does not provide); the class statistics
 come from the retain set; the distillation is KL(original || model) on softened outputs; the
 embedding is read at the input of the last Linear layer, so any timm classifier works.
-Hyperparameters: tuned on the tuning split (data.split.seed=1), 2026-12-03: the paper's lr 5e-4 with
-distillation weight 5 barely moved the forget set in a local check (forget accuracy 0.97); lr 0.002
-and weight 1 scored final 0.050 at N=16 with 8 steps (41% of the budget) and 0.054 with 12 steps (62%,
-over the kit's 60% aim), so 8 steps are kept.
+Hyperparameters found by `challenge tune baselines/scar.py tune.trials=10` on 2026-12-04: 10 TPE trials
+(0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial 0 was the
+file's earlier values (distill_weight 1.0, lr 0.002, steps 8), which scored 0.050 there. Best: trial 9,
+0.064 (distill_weight 0.35, lr 0.0034, steps 4), shipped rounded to three significant digits.
+
+Before `challenge tune`, by hand: tuned on the tuning split (data.split.seed=1), 2026-12-03: the paper's
+lr 5e-4 with distillation weight 5 barely moved the forget set in a local check (forget accuracy 0.97);
+lr 0.002 and weight 1 scored final 0.050 at N=16 with 8 steps (41% of the budget) and 0.054 with 12
+steps (62%, over the kit's 60% aim), so 8 steps are kept.
 """
 
 import copy
@@ -23,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 PARAMS = {
-    "steps": 8,  # forget batches, each paired with a retain batch for distillation
-    "lr": 0.002,  # Adam
-    "distill_weight": 1.0,  # weight of the retain distillation against the Mahalanobis term
+    "steps": 4,  # forget batches, each paired with a retain batch for distillation
+    "lr": 0.0034,  # Adam
+    "distill_weight": 0.35,  # weight of the retain distillation against the Mahalanobis term
     "temperature": 1.0,
     "stats_epochs": 1.0,  # passes over the retain set for the class statistics (forward only)
     "shrink": 3.0,  # covariance shrinkage, for the diagonal and the off-diagonal alike

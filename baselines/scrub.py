@@ -6,10 +6,16 @@ teacher; the student (the model being unlearned) alternates "max" steps that pus
 from the teacher's on the forget set with "min" steps that stay close to the teacher (and to the
 labels) on the retain set. Max steps are interleaved with the first min steps and stop after
 max_steps, so that the last steps only repair utility, as in the paper's schedule.
-Hyperparameters are tuned for the kit's default preset within its time budget: on 2026-12-03, eleven
-settings of max_steps (3-8), min_epochs (0.55-1.3) and lr (0.002-0.0075) scored at N=16 on a tuning
-split (data.split.seed=1, not the default split) took the final score from 0.018 (6, 0.55, 0.0075)
-to 0.057: a smaller step keeps retain accuracy (ratio 0.38 -> 0.74), at about half the budget.
+Hyperparameters found by `challenge tune baselines/scrub.py tune.trials=20` on 2026-12-04: 20 TPE trials
+(0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1); trial 0 was the
+file's earlier values (lr 0.003, max_steps 6, min_epochs 1.0), which scored 0.057 there. Best: trial 16,
+0.059 (lr 0.00284, max_steps 5, min_epochs 1.03), shipped rounded to three significant digits.
+
+Before `challenge tune`, by hand: tuned for the kit's default preset within its time budget: on
+2026-12-03, eleven settings of max_steps (3-8), min_epochs (0.55-1.3) and lr (0.002-0.0075) scored at
+N=16 on a tuning split (data.split.seed=1, not the default split) took the final score from 0.018 (6,
+0.55, 0.0075) to 0.057: a smaller step keeps retain accuracy (ratio 0.38 -> 0.74), at about half the
+budget.
 """
 
 import copy
@@ -18,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 PARAMS = {  # read in unlearning(); `challenge score FILE +params.lr=...` or params_file=best.json change them
-    "max_steps": 6,  # forget batches of the max phase (the forget set is a batch or two)
-    "min_epochs": 1.0,  # passes over the retain set in the min phase
+    "max_steps": 5,  # forget batches of the max phase (the forget set is a batch or two)
+    "min_epochs": 1.03,  # passes over the retain set in the min phase
     "max_every": 2,  # one max step after every max_every min steps, until max_steps are done
-    "lr": 0.003,
+    "lr": 0.00284,
     "momentum": 0.9,
     "weight_decay": 5e-4,
     "temperature": 4.0,

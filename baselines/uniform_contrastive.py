@@ -5,20 +5,30 @@ Unlearning Challenge (write-up https://www.kaggle.com/competitions/neurips-2023-
 summarised in Triantafillou et al., arXiv:2406.09073, https://arxiv.org/html/2406.09073v1).
 Stage 1 minimises KL(uniform || softmax) on the forget images; stage 2 alternates a forget round, where a
 contrastive loss spreads each forget output evenly over a batch of retain outputs, with CE on the retain set.
-Hyperparameters were tuned for the kit's default preset on the tuning split (data.split.seed=1, N=16), on
-2026-12-03: one round of the write-up's shape (lr 1e-3, a full retain epoch) scored 0.019; two rounds of 0.6
-retain epochs at lr 2e-3 0.038; two of 0.5 at lr 3e-3 0.053 (kept, about half the budget). Two early variants
-(a feature-space InfoNCE with flipped views, mixed into retain steps) scored 0.032-0.035.
+Hyperparameters found by `challenge tune baselines/uniform_contrastive.py tune.trials=20` on 2026-12-04:
+20 TPE trials (0 failed) maximising the final score at N=16 on the tuning split (data.split.seed=1);
+trial 0 was the file's earlier values (lr 0.003, retain_epochs 0.5, rounds 2, uniform_epochs 1.0), which
+scored 0.053 there. Best within the budget's headroom: trial 4, 0.054 (lr 0.00326, retain_epochs 0.35,
+rounds 3, uniform_epochs 0.174), shipped rounded to three significant digits. The search's top, trial 12
+(0.085: lr 0.00458, 3 rounds of 0.751 retain epochs), ran at 95% of its budget and timed out on the
+default split, which is why tune now scores a trial past tune.budget_share=0.7 of its budget as 0; trial
+4 is the best that the rule keeps (peak 55%).
+
+Before `challenge tune`, by hand: tuned for the kit's default preset on the tuning split
+(data.split.seed=1, N=16), on 2026-12-03: one round of the write-up's shape (lr 1e-3, a full retain
+epoch) scored 0.019; two rounds of 0.6 retain epochs at lr 2e-3 0.038; two of 0.5 at lr 3e-3 0.053
+(kept, about half the budget). Two early variants (a feature-space InfoNCE with flipped views, mixed
+into retain steps) scored 0.032-0.035.
 """
 
 import torch
 import torch.nn.functional as F
 
 PARAMS = {
-    "lr": 0.003,  # Adam, every stage
-    "uniform_epochs": 1.0,  # passes over the forget set in stage 1
-    "rounds": 2,  # stage-2 rounds: one pass over the forget set (contrast), then retain fine-tuning
-    "retain_epochs": 0.5,  # passes over the retain set per round; a fraction stops early
+    "lr": 0.00326,  # Adam, every stage
+    "uniform_epochs": 0.174,  # passes over the forget set in stage 1
+    "rounds": 3,  # stage-2 rounds: one pass over the forget set (contrast), then retain fine-tuning
+    "retain_epochs": 0.35,  # passes over the retain set per round; a fraction stops early
     "temperature": 1.15,  # of the contrastive loss, as in the write-up
     "weight_decay": 5e-4,
 }

@@ -55,6 +55,7 @@ RULES: dict[str, Rule] = {
     "tune.split_seed": Rule(int, ge=0),
     "tune.evaluation_seed": Rule(int, ge=0),
     "tune.seed": Rule(int, ge=0),
+    "tune.budget_share": Rule(float, gt=0, le=1),
     "seed": Rule(int, ge=0),
 }
 

@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from challenge.cli import main
-from challenge.commands.tune import start_from_file
+from challenge.commands.tune import objective, start_from_file
 from challenge.pool import write_stand_in
 from challenge.scoring.scorer import KIT_BASELINES, score_submission
 from tests.conftest import compose_config
@@ -45,6 +45,14 @@ def test_a_new_study_starts_from_the_files_own_params_inside_search(tmp_path: Pa
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == {"+params.lr": 0.01, "+params.epochs": 2, "+params.mode": "kl"}
     assert start_from_file("s", storage, source, space) == {}  # a study with trials is resumed, not seeded again
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
+
+
+def test_a_trial_near_the_budgets_edge_scores_zero_so_tuned_values_keep_headroom() -> None:
+    result = {"status": "scored", "score": {"final_score": 0.08, "forget_quality": 0.1}, "budget": {"exempt": False, "run_fraction": [0.5, 0.69]}}
+    assert objective(result, "final_score", 0.7) == 0.08 and objective(result, "forget_quality", 0.7) == 0.1
+    assert objective({**result, "budget": {"exempt": False, "run_fraction": [0.5, 0.95]}}, "final_score", 0.7) == 0.0  # scored, but at 95%
+    assert objective({**result, "budget": {"exempt": True, "run_fraction": [9.0]}}, "final_score", 0.7) == 0.08  # no budget to keep
+    assert objective({"status": "timeout", "budget": {}}, "final_score", 0.7) == 0.0
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def study_of(cfg: DictConfig, source: bytes, space: dict[str, str], pool: str) -
     scorer = {k: v for k, v in OmegaConf.to_container(cfg.scorer, resolve=True).items() if k != "fresh"}
     fixed = OmegaConf.to_container(cfg.params, resolve=True) if cfg.get("params") else {}
     key = content_hash({"pool": pool, "scorer": scorer, "batch_size": cfg.data.batch_size, "eval_batch_size": cfg.data.eval_batch_size, "space": space,
-                        "fixed": fixed, "params_file": cfg.get("params_file"), "objective": cfg.tune.objective, "sampler_seed": cfg.tune.seed}, 12)
+                        "fixed": fixed, "params_file": cfg.get("params_file"), "objective": cfg.tune.objective, "budget_share": cfg.tune.budget_share, "sampler_seed": cfg.tune.seed}, 12)
     name = f"{Path(cfg.submission).stem}-{hashlib.sha256(source).hexdigest()[:12]}-{key}"
     folder = Path(cfg.paths.cache_dir) / "tune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,15 +144,29 @@ def trial(cfg: DictConfig) -> float:
     from challenge.scoring.scorer import score_submission
 
     result = score_submission(cfg, Path(cfg.submission), Path(cfg.paths.output_dir))
-    value = objective(result, str(cfg.tune.objective))
+    share = float(cfg.tune.budget_share)
+    value = objective(result, str(cfg.tune.objective), share)
     shown = " ".join(f"{k}={_short(v)}" for k, v in (cfg.get("params") or {}).items())
-    what = f"{cfg.tune.objective} {value:.4f}" if result["status"] == "scored" else f"{result['status']} (0): {result['message']}"
+    if result["status"] != "scored":
+        what = f"{result['status']} (0): {result['message']}"
+    elif value == 0.0 and peak_share(result) > share:
+        what = f"0: a run used {peak_share(result):.0%} of its budget, over tune.budget_share={share:g}"
+    else:
+        what = f"{cfg.tune.objective} {value:.4f}"
     print(f"trial {HydraConfig.get().job.num}: {shown} -> {what}", flush=True)
     return value
 
 
-def objective(result: dict[str, Any], name: str) -> float:
-    return float(result["score"][name]) if result.get("status") == "scored" else 0.0
+def objective(result: dict[str, Any], name: str, share: float) -> float:
+    """The trial's value; 0 for a verdict, and for a run past `share` of its budget: the search would
+    otherwise settle on the budget's edge, where another split or machine times the values out."""
+    if result.get("status") != "scored" or peak_share(result) > share:
+        return 0.0
+    return float(result["score"][name])
+
+
+def peak_share(result: dict[str, Any]) -> float:
+    return max(result["budget"].get("run_fraction") or [0.0]) if not result["budget"].get("exempt") else 0.0
 
 
 def _short(v: Any) -> str:
