@@ -13,7 +13,6 @@ from omegaconf import open_dict
 from challenge.data.resident import KEYS, ResidentBatches
 from challenge.pool import Pool, read_entry
 from challenge.pool.build import train_member
-from challenge.training.net import predict_logits
 from challenge.training.recipe import fit, quiet_lightning, set_threads
 from tests.conftest import TINY, compose_config
 
@@ -62,17 +61,6 @@ def test_a_loader_generator_and_the_evaluation_order_are_kept_too(tmp_path: Path
     evaluation = list(dm.batches("test"))
     assert torch.equal(torch.cat([b["image_id"] for b in evaluation]), ds.indices.new_tensor(dm.split.indices("test")))
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(dm.loader("test"), evaluation))
-
-
-def test_nhwc_evaluation_gives_the_bits_of_the_standard_layout(tmp_path: Path) -> None:
-    """What lets the pool and the judge evaluate a channels_last model in NHWC (faster on a CPU)."""
-    cfg, dm = _data(tmp_path)
-    torch.manual_seed(0)
-    net = instantiate(cfg.model, num_classes=dm.num_classes).net
-    plain, targets = predict_logits(net, dm.loader("retain"))
-    nhwc, same_targets = predict_logits(net, dm.batches("retain"), channels_last=True)
-    assert torch.equal(plain, nhwc) and torch.equal(targets, same_targets)
-    assert all(p.is_contiguous() for p in net.parameters())  # handed back in the standard layout
 
 
 def test_a_pool_entry_and_the_original_have_the_same_bits_through_either_path(tmp_path: Path) -> None:

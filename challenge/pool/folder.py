@@ -81,19 +81,14 @@ def pool_models(cfg: DictConfig) -> int:
 
 
 def device_type(cfg: DictConfig) -> str:
-    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it."""
+    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it: where the pool's
+    models train and are evaluated, and where the judge evaluates the returned ones."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ("auto", "gpu"):
         return accelerator
     if torch.cuda.is_available():
         return "cuda"
     return "mps" if accelerator == "auto" and torch.backends.mps.is_available() else "cpu"
-
-
-def evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """How the kit evaluates a model, for the pool's outputs and the scorer's judge alike: on the
-    device it trains on, in the layout it trains in (`model.channels_last`, the same bits here)."""
-    return {"device": device_type(cfg), "channels_last": bool(cfg.model.get("channels_last", False))}
 
 
 def fingerprint(config: dict[str, Any]) -> str:

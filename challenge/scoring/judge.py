@@ -197,13 +197,13 @@ def reference_tensors(dm: Any, device: torch.device | str = "cpu") -> dict[str, 
 
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int,
-             device: torch.device | str | None = None, channels_last: bool = False) -> RunEval:
+             device: torch.device | str | None = None) -> RunEval:
     """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules),
-    on `device` (None: the net's own) and in the layout the pool was evaluated in (challenge.pool.folder.evaluation)."""
+    on `device` (None: the net's own), where the pool evaluated its models (challenge.pool.folder.device_type)."""
     out: dict[str, Any] = {}
     for part in EVAL_PARTS:
         images, targets = data[f"{part}_images"], data[f"{part}_groups"]
-        logits = logits_in_batches(net, images, batch_size, device, channels_last)
+        logits = logits_in_batches(net, images, batch_size, device)
         if not torch.isfinite(logits).all():
             raise Verdict("non_finite", f"run {index} returned a model whose outputs on {part} images contain NaN or infinity")
         out[f"{part}_acc"] = accuracy(logits, targets)

@@ -49,14 +49,14 @@ def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False
     return model, time.perf_counter() - start
 
 
-def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test"), device: torch.device | str = "cpu",
-             channels_last: bool = False) -> dict[str, dict[str, float]]:
+def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test"),
+             device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """Accuracy and mean true-class confidence per split part."""
     out = {}
     for part in parts:
         if len(dm.dataset(part)) == 0:
             continue
-        logits, targets = predict_logits(net, dm.batches(part, device=device), device, channels_last)
+        logits, targets = predict_logits(net, dm.batches(part, device=device), device)
         out[part] = {"acc": accuracy(logits, targets), "confidence": mean_confidence(logits, targets), "n": len(targets)}
     return out
 
