@@ -33,6 +33,7 @@ from challenge.errors import ChallengeError, Verdict
 from challenge.files import write_atomic, write_with
 from challenge.kit import kit_path
 from challenge.pool import Pool, PoolEntry
+from challenge.pool.folder import device_type
 from challenge.pool.reference import original_metrics
 from challenge.pool.reference import reference as pool_reference
 from challenge.reports.leaks import leaks
@@ -78,6 +79,7 @@ class Context:
     settings: Settings
     plan: dict[str, Any]  # how the child prices a retrain (challenge.scoring.budget.retrain_plan)
     held_out: list[PoolEntry]  # retrained models outside the reference (pool.ceiling), or none
+    device: str  # where the judge runs the returned models: where the pool ran its own (challenge.pool.folder.device_type)
 
 
 def prepare(cfg: DictConfig) -> Context:
@@ -92,7 +94,7 @@ def prepare(cfg: DictConfig) -> Context:
     _, spec, _ = load_net(pool.original_path)
     plan = retrain_plan(cfg, len(dm.dataset("retain")), dm.split.class_weights, settings.calibration_steps)
     held_out = pool.entries(settings.n_runs, start=settings.n_runs) if cfg.pool.get("ceiling", False) else []
-    return Context(dm, pool, entries, spec, settings, plan, held_out if len(held_out) == settings.n_runs else [])
+    return Context(dm, pool, entries, spec, settings, plan, held_out if len(held_out) == settings.n_runs else [], device_type(cfg))
 
 
 def budget_exempt(submission: Path) -> bool:
@@ -167,7 +169,7 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
     if cache.is_file():
         return read_eval(cache)
     net = load_weights(ctx.spec, work.runs / f"{run_name(index)}.pt", index)
-    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size)
+    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.device)
     write_eval(cache, result)
     return result
 
@@ -272,7 +274,7 @@ def _score(ctx: Context, work: Work, submission: Path, params: Params, out_dir: 
     try:
         budget = collect_runs(ctx, work, box, submission, params, logs, timing)
         t = time.perf_counter()
-        data = reference_tensors(ctx.dm)
+        data = reference_tensors(ctx.dm, ctx.device)
         evals = [evaluate_run(ctx, work, i, data) for i in range(ctx.settings.n_runs)]
         timing["evaluation_seconds"] = time.perf_counter() - t
     except Verdict as v:
