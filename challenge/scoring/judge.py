@@ -195,13 +195,13 @@ def reference_tensors(dm: Any) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int) -> RunEval:
-    """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules)."""
-    net.eval()
+def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int, device: str = "cpu") -> RunEval:
+    """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules), on `device`."""
+    net.to(device).eval()
     out: dict[str, Any] = {}
     for part in EVAL_PARTS:
         images, targets = data[f"{part}_images"], data[f"{part}_groups"]
-        logits = torch.cat([net(images[i:i + batch_size]).float() for i in range(0, len(images), batch_size)])
+        logits = torch.cat([net(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)])
         if not torch.isfinite(logits).all():
             raise Verdict("non_finite", f"run {index} returned a model whose outputs on {part} images contain NaN or infinity")
         out[f"{part}_acc"] = accuracy(logits, targets)

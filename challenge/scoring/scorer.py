@@ -39,6 +39,7 @@ from challenge.reports.leaks import leaks
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
 from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, write_confidences
+from challenge.scoring.gpu import gpu_for
 from challenge.scoring.judge import (
     RunEval,
     evaluate,
@@ -167,7 +168,7 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
     if cache.is_file():
         return read_eval(cache)
     net = load_weights(ctx.spec, work.runs / f"{run_name(index)}.pt", index)
-    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size)
+    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.settings.device)
     write_eval(cache, result)
     return result
 
@@ -265,7 +266,7 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
 
 def _score(ctx: Context, work: Work, submission: Path, params: Params, out_dir: Path, base: dict[str, Any]) -> tuple[dict[str, Any], ForgettingResult | None]:
     logs = {"stdout": out_dir / "submission.stdout.log", "stderr": out_dir / "submission.stderr.log"}
-    box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation)
+    box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation, gpu_for(ctx.settings.device))
     base = {**base, "sandbox": box.protections.to_dict(), "logs": {k: str(v) for k, v in logs.items()}}
     start = time.perf_counter()
     timing: dict[str, Any] = {}
