@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from challenge.pool import Pool, PoolEntry
 from challenge.pool.reference import original_metrics
 from challenge.pool.reference import reference as pool_reference
 from challenge.reports.leaks import leaks
+from challenge.reports.progress import Progress
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
 from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, write_confidences
@@ -192,7 +193,11 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
         staged, spawned = time.perf_counter() - t, time.time()
         before = sum(r["cost"] / run_budget(r, s) for i in range(s.n_runs) if i not in todo and (r := work.ledger(i)))
         (work.root / "calibration.json").unlink(missing_ok=True)  # this attempt prices its own runs
-        outcome, ledger = supervise(box, todo, s, logs, before, on_run=work.write_ledger)
+        on_run, progress = run_progress(work, submission, s, len(todo), before)
+        try:
+            outcome, ledger = supervise(box, todo, s, logs, before, on_run=on_run)
+        finally:
+            progress.close()
         timing["child"], timing["child_seconds"] = {"stage_inputs": staged, **startup_times(outputs / "ready.json", spawned)}, outcome.seconds
         if ledger.calibration:
             write_atomic(work.root / "calibration.json", json.dumps(ledger.calibration))
@@ -211,6 +216,21 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
     for key in RUN_TIMES:
         timing[f"run_{key}"] = [r[key] for r in records]
     return budget_section(work, s, judge_budget(charges, outside, s), outside)
+
+
+def run_progress(work: Work, submission: Path, s: Settings, todo: int, before: float) -> tuple[Callable[[int, dict[str, Any]], None], Progress]:
+    """What the meter calls as each run ends: the run's charge into the ledger, and a step of the progress
+    shown (run i/N, budgets used so far of the N allowed, ETA), so that hours of runs are never silent."""
+    progress = Progress(f"scoring {submission.name}", s.n_runs)
+    used = [before]
+    progress.update(s.n_runs - todo, f"{before:.2f} of {s.n_runs} budgets used")
+
+    def on_run(index: int, record: dict[str, Any]) -> None:
+        work.write_ledger(index, record)
+        used[0] += record["cost"] / record["budget"]
+        progress.update(progress.done + 1, f"{used[0]:.2f} of {s.n_runs} budgets used")
+
+    return on_run, progress
 
 
 def budget_section(work: Work, s: Settings, runs: list[dict[str, Any]], outside: float) -> dict[str, Any]:
