@@ -101,6 +101,7 @@ def test_discover_reads_a_fake_machine(tmp_path: Path) -> None:
         (dev / name).touch()
     (proc / "gpus" / "0000:00:05.0").mkdir(parents=True)
     (sys_root / "module" / "nvidia").mkdir(parents=True)
+    (sys_root / "devices" / "system" / "cpu").mkdir(parents=True)  # no NUMA folder on this fake machine: none bound
     real = sys_root / "devices" / "pci0000:00" / "0000:00:05.0"
     real.mkdir(parents=True)
     (sys_root / "bus" / "pci" / "devices").mkdir(parents=True)
@@ -115,7 +116,7 @@ def test_discover_reads_a_fake_machine(tmp_path: Path) -> None:
     assert facts == GpuFacts(
         nodes=tuple(str(dev / n) for n in ("nvidia-uvm", "nvidia0", "nvidiactl")),
         libraries=("/opt/driver/lib", "/usr/lib/x86_64-linux-gnu"),
-        read_only=(str(proc), str(sys_root / "module" / "nvidia"), str(real)),
+        read_only=(str(proc), str(sys_root / "module" / "nvidia"), str(sys_root / "devices" / "system" / "cpu"), str(real)),
         links=((str(real), str(sys_root / "bus" / "pci" / "devices" / "0000:00:05.0")),),
     )
 

@@ -31,7 +31,7 @@ class GpuFacts:
 
     nodes: tuple[str, ...]  # /dev/nvidia* (nvidiactl, nvidia-uvm, nvidia0, ..., nvidia-caps): bound as devices
     libraries: tuple[str, ...]  # folders of the driver libraries loaded here that the system binds do not cover
-    read_only: tuple[str, ...]  # what the driver and NVML read: /proc/driver/nvidia, /sys/module/nvidia, the GPUs' PCI folders
+    read_only: tuple[str, ...]  # what the driver, NVML and CUDA read: /proc/driver/nvidia, /sys/module/nvidia, the CPU and NUMA topology, the GPUs' PCI folders
     links: tuple[tuple[str, str], ...] = ()  # (target, link): /sys/bus/pci/devices/<bus id> -> its folder under /sys/devices
 
 
@@ -95,7 +95,9 @@ def discover(dev: Path = Path("/dev"), maps: Path = Path("/proc/self/maps"), pro
         except OSError:
             continue
     nodes = tuple(sorted(str(p) for p in dev.glob("nvidia*")))
-    read_only = [str(p) for p in (proc, sys_root / "module" / "nvidia") if p.exists()]
+    # The CUDA runtime reads the CPUs and NUMA nodes it may pin to (/sys/devices/system/cpu/online, ...): topology, nothing secret.
+    system = [sys_root / "devices" / "system" / name for name in ("cpu", "node")]
+    read_only = [str(p) for p in (proc, sys_root / "module" / "nvidia", *system) if p.exists()]
     links = []
     for busid in sorted(p.name for p in (proc / "gpus").glob("*")):
         pci = sys_root / "bus" / "pci" / "devices" / busid
