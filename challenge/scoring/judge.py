@@ -199,7 +199,7 @@ def reference_tensors(dm: Any, device: torch.device | str = "cpu") -> dict[str, 
 def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int,
              device: torch.device | str | None = None) -> RunEval:
     """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules),
-    on `device` (None: the net's own), where the pool evaluated its models (challenge.pool.folder.device_type)."""
+    on `device`, the scorer's (scorer.device, challenge.scoring.gpu)."""
     out: dict[str, Any] = {}
     for part in EVAL_PARTS:
         images, targets = data[f"{part}_images"], data[f"{part}_groups"]
