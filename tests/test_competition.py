@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import yaml
 from challenge.commands.competition import init
 from challenge.competition.bundle import COLUMNS, try_task, validate
 from challenge.competition.rules import Limits, in_transaction_checks
-from challenge.competition.store import MIGRATIONS, Heartbeat, Store, migrate
+from challenge.competition.store import Heartbeat, Store, migrate
 from challenge.errors import ChallengeError
 from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
 
@@ -32,17 +31,19 @@ FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_s
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def new_competition(root: Path) -> list[str]:
-    """A fresh database (what `competition init` creates after the pools) and the overrides naming it."""
-    Store(root / "competition.db", create=True).close()
-    return [*TINY, f"competition.root={root}"]
+def new_competition(root: Path, store: str | None = None) -> list[str]:
+    """A fresh database (what `competition init` creates besides the pools) and the overrides naming
+    it: `store` (a SQLite path or a PostgreSQL URL), by default competition.db in `root`."""
+    store = store or str(root / "competition.db")
+    Store(store, create=True).close()
+    return [*TINY, f"competition.root={root}", f"competition.store={store}"]
 
 
-def queue(root: Path, files: list[tuple[str, str, bytes]]) -> list[int]:
+def queue(store_url: str | Path, files: list[tuple[str, str, bytes]]) -> list[int]:
     """(team, filename, content) rows through the same checked insert as `challenge submit`."""
     import hashlib
 
-    store = Store(root / "competition.db")
+    store = Store(store_url)
     check = in_transaction_checks(Limits(None, None))
     ids = [store.add(team, name, data, hashlib.sha256(data).hexdigest(), time.time(), check) for team, name, data in files]
     store.close()
@@ -54,9 +55,13 @@ def variant(name: str, n: int) -> bytes:
     return (SUBMISSIONS / name).read_bytes() + f"\n# variant {n}\n".encode()
 
 
-def rows(root: Path) -> dict[int, tuple]:
-    with sqlite3.connect(root / "competition.db") as conn:
-        return {r[0]: r[1:] for r in conn.execute("SELECT id, status, verdict, attempts, worker FROM submissions")}
+def rows(store_url: str | Path) -> dict[int, tuple]:
+    """id -> (status, verdict, attempts, worker), read through a connection of its own."""
+    store = Store(store_url)
+    try:
+        return {s.id: (s.status, s.verdict, s.attempts, s.worker) for s in store.submissions()}
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,44 +75,49 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> None:
 def test_migrations_are_versioned_idempotent_and_wal(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     store = Store(db, create=True)
-    assert store.version == len(MIGRATIONS) == 1
+    assert store.version == len(store.engine.migrations) == 1
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert Store(db).version == 1  # reopening runs nothing again
-    later = (*MIGRATIONS, ("CREATE TABLE notes (text TEXT)",))
-    assert migrate(store.conn, later) == 2
-    assert migrate(store.conn, later) == 2  # the new step ran once
-    store.conn.execute("INSERT INTO notes VALUES ('x')")
-    with pytest.raises(ChallengeError, match="newer than this kit"):
-        Store(db)
     with pytest.raises(ChallengeError, match="competition init"):
         Store(tmp_path / "missing.db")
 
 
+def test_migrations_run_once_and_a_newer_store_is_refused(store_url: str) -> None:
+    store = Store(store_url, create=True)
+    later = (*store.engine.migrations, ("CREATE TABLE notes (text TEXT)",))
+    assert migrate(store.conn, store.engine, later) == 2
+    assert migrate(store.conn, store.engine, later) == 2  # the new step ran once
+    store.conn.execute("INSERT INTO notes VALUES ('x')")
+    assert store.conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 1
+    with pytest.raises(ChallengeError, match=r"has schema version 2, newer than this kit's 1: upgrade the kit"):
+        Store(store_url)
+    store.close()
+
+
 CLAIMER = """
 import sys
-from pathlib import Path
 from challenge.competition.store import Store, worker_id
-store, me = Store(Path(sys.argv[1])), worker_id()
+store, me = Store(sys.argv[1]), worker_id()
 while (sub := store.claim(me, 60, 3)) is not None:
     assert store.finish(sub.id, me, "scored", "scored", "ok", {"public": {"status": "scored", "score": {"final_score": 0.5}}})
     print(sub.id, flush=True)
 """
 
 
-def test_claims_are_exclusive_across_processes(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    ids = queue(tmp_path, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "competition.db")], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+def test_claims_are_exclusive_across_processes(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    ids = queue(store_url, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, store_url], stdout=subprocess.PIPE, text=True) for _ in range(4)]
     claimed = [int(line) for p in procs for line in p.communicate(timeout=300)[0].split()]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(claimed) == ids  # every submission once, none twice
-    assert {r[0] for r in rows(tmp_path).values()} == {"scored"}
+    assert {r[0] for r in rows(store_url).values()} == {"scored"}
 
 
-def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store, t0 = Store(tmp_path / "competition.db"), time.time()
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store, t0 = Store(store_url), time.time()
     assert store.claim("A", 10, 3, now=t0).id == sid
     assert store.claim("B", 10, 3, now=t0 + 5) is None  # A's lease still runs
     taken = store.claim("B", 10, 3, now=t0 + 11)
@@ -116,12 +126,13 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(tmp_path: Pat
     assert not store.finish(sid, "A", "scored", "scored", "late", {})
     assert store.finish(sid, "B", "failed", "raised", "boom", {"public": {"status": "raised"}})
     assert store.get(sid).status == "failed" and store.results("public")[sid]["status"] == "raised"
+    assert store.content(sid) == b"x = 1" and store.integrity_check() == "ok"
 
 
-def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store, t = Store(tmp_path / "competition.db"), time.time()
+def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store, t = Store(store_url), time.time()
     for i in range(3):
         assert store.claim(f"w{i}", 1, 3, now=t + 2 * i).id == sid
     assert store.claim("w3", 1, 3, now=t + 10) is None
@@ -129,12 +140,12 @@ def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(tmp_pat
     assert (sub.status, sub.verdict) == ("failed", "interrupted") and "3 times" in sub.message
 
 
-def test_heartbeat_keeps_the_lease_alive(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store = Store(tmp_path / "competition.db")
+def test_heartbeat_keeps_the_lease_alive(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store = Store(store_url)
     store.claim("A", 0.9, 3)
-    with Heartbeat(store.path, sid, "A", 0.9) as beat:
+    with Heartbeat(store.location, sid, "A", 0.9) as beat:
         time.sleep(2.5)
         assert store.claim("B", 0.9, 3) is None
     assert not beat.lost
@@ -164,7 +175,7 @@ def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
     assert run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides).returncode == 0
     quota = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "exits.py"), *overrides)
     assert quota.returncode == 2 and "used its 2 submissions for today" in quota.stderr
-    assert [(r[0], r[2]) for r in rows(tmp_path).values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
+    assert [(r[0], r[2]) for r in rows(tmp_path / "competition.db").values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
 
 
 def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Path) -> None:
@@ -174,7 +185,7 @@ def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Pat
     Store(tmp_path / "competition.db").finalize()
     final = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides)
     assert final.returncode == 2 and "was finalized" in final.stderr
-    assert rows(tmp_path) == {}
+    assert rows(tmp_path / "competition.db") == {}
 
 
 # -- workers -------------------------------------------------------------------------------------------
@@ -183,30 +194,32 @@ def start_worker(overrides: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(CHALLENGE), "worker", "--follow", *overrides, f"hydra.run.dir={log.with_suffix('')}"], stdout=out, stderr=subprocess.STDOUT)
 
 
-def holder_pid(root: Path, sid: int, timeout: float = 300) -> int:
+def holder_pid(root: Path, store: str, sid: int, timeout: float = 300) -> int:
     """The pid of the worker scoring `sid`, once its sandboxed child is running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, _, _, worker = rows(root).get(sid, (None,) * 4)
+        status, _, _, worker = rows(store).get(sid, (None,) * 4)
         if status == "running" and (root / "submissions" / str(sid) / "public").exists():
             return int(worker.split(":")[1])
         time.sleep(0.2)
     raise AssertionError(f"no worker started scoring submission {sid} within {timeout} s")
 
 
-def kill_one_worker_midway(root: Path, overrides: list[str], files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
-    """Three `challenge worker --follow` processes on the queue; the one scoring the first submission
-    gets SIGKILL. Returns the final rows and how many workers reported storing each id."""
-    ids = queue(root, files)
+def kill_one_worker_midway(root: Path, store: str, files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
+    """Three `challenge worker --follow` processes on a new competition's queue in `store`; the one
+    scoring the first submission gets SIGKILL. Returns the final rows and how many workers reported
+    storing each id."""
+    overrides = new_competition(root, store)
+    ids = queue(store, files)
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = [start_worker([*overrides, *FAST_WORKERS], log) for log in logs]
     try:
-        victim = holder_pid(root, ids[0])
+        victim = holder_pid(root, store, ids[0])
         os.kill(victim, signal.SIGKILL)
         next(w for w in workers if w.pid == victim).wait()
         deadline = time.monotonic() + timeout
-        while any(r[0] in ("queued", "running") for r in rows(root).values()):
-            assert time.monotonic() < deadline, f"queue not finished: {rows(root)}"
+        while any(r[0] in ("queued", "running") for r in rows(store).values()):
+            assert time.monotonic() < deadline, f"queue not finished: {rows(store)}"
             assert sum(w.poll() is None for w in workers) == 2, "a surviving worker died: " + " | ".join(p.read_text()[-2000:] for p in logs)
             time.sleep(0.5)
     finally:
@@ -216,13 +229,13 @@ def kill_one_worker_midway(root: Path, overrides: list[str], files: list[tuple[s
             w.wait()
     lines = [line for log in logs for line in log.read_text().splitlines() if line.startswith("#")]
     mentions = {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids}
-    return rows(root), mentions
+    return rows(store), mentions
 
 
-def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: Path) -> None:
+def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], store_url: str) -> None:
     assert {r[0] for r in final.values()} <= {"scored", "failed"}
     assert set(mentions.values()) == {1}, mentions  # each stored by exactly one worker
-    store = Store(root / "competition.db")
+    store = Store(store_url)
     assert store.integrity_check() == "ok"
     for sid, (status, verdict, _, _) in final.items():
         public = store.results("public").get(sid)
@@ -235,39 +248,39 @@ def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: 
 
 
 @pytest.mark.slow
-def test_three_workers_one_killed_each_submission_ends_once(pools: None, tmp_path: Path) -> None:
+def test_three_workers_one_killed_each_submission_ends_once(pools: None, store_url: str, tmp_path: Path) -> None:
     """The fast variant: real workers and scoring, but five submissions, four rejected at load time."""
     root = tmp_path / "comp"
     files = [("a", "do_nothing.py", variant("do_nothing.py", 1)), ("b", "syntax_error.py", variant("syntax_error.py", 1)),
              ("c", "no_function.py", variant("no_function.py", 1)), ("d", "raises_at_import.py", variant("raises_at_import.py", 1)),
              ("e", "wrong_signature.py", variant("wrong_signature.py", 1))]
-    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=600)
-    check_exactly_once(final, mentions, root)
+    final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=600)
+    check_exactly_once(final, mentions, store_url)
     assert final[1][2] == 2  # the killed worker's submission was claimed again
     assert [final[i][:2] for i in range(1, 6)] == [("scored", "scored"), ("failed", "syntax_error"), ("failed", "no_function"),
                                                     ("failed", "raised"), ("failed", "bad_signature")]
 
 
 @pytest.mark.slow
-def test_twelve_submissions_three_workers_sigkill_midway(pools: None, tmp_path: Path) -> None:
+def test_twelve_submissions_three_workers_sigkill_midway(pools: None, store_url: str, tmp_path: Path) -> None:
     root = tmp_path / "comp"
     hostile = ["syntax_error.py", "no_function.py", "raises_at_import.py", "raises.py", "sleeps.py", "exits.py", "returns_not_model.py", "wrong_architecture.py"]
     files = [(f"team{i}", "do_nothing.py", variant("do_nothing.py", i)) for i in range(4)]
     files += [(f"bad{i}", name, variant(name, i)) for i, name in enumerate(hostile)]
-    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=1800)
-    check_exactly_once(final, mentions, root)
+    final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=1800)
+    check_exactly_once(final, mentions, store_url)
     assert final[1][2] == 2  # the killed worker's submission was claimed again
     assert sum(r[0] == "scored" for r in final.values()) == 4
     verdicts = sorted(r[1] for r in final.values() if r[0] == "failed")
     assert verdicts == sorted(["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"])
 
 
-def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(tmp_path: Path) -> None:
-    overrides = new_competition(tmp_path)
-    queue(tmp_path, [("owls", "a.py", variant("do_nothing.py", 9))])
+def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(store_url: str, tmp_path: Path) -> None:
+    overrides = new_competition(tmp_path, store_url)
+    queue(store_url, [("owls", "a.py", variant("do_nothing.py", 9))])
     r = run_cli("worker", *overrides, "pool.first_seed=777", f"hydra.run.dir={tmp_path}/run")  # no pool for these settings
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: no reference pool"), r.stderr
-    assert rows(tmp_path)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
+    assert rows(store_url)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
 
 
 # -- leaderboard ------------------------------------------------------------------------------------------

@@ -494,6 +494,8 @@ class Sandbox:
         }
         if self.bwrap:
             env[PIDNS_ENV] = "1"
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the worker's own GPU (a SLURM job's, or competition.worker.gpu), not every GPU
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         return env
 
     # -- running -----------------------------------------------------------------------------------
