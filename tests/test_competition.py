@@ -25,6 +25,7 @@ from challenge.competition.rules import Limits, in_transaction_checks
 from challenge.competition.store import Heartbeat, Store, migrate
 from challenge.errors import ChallengeError
 from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
+from tests.postgres import PASSWORD, USER, Server, free_port
 
 SUBMISSIONS = REPO / "tests" / "submissions"
 FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_seconds=1", "scorer.budget_seconds=10", "scorer.n_bootstrap=20"]
@@ -153,6 +154,48 @@ def test_heartbeat_keeps_the_lease_alive(store_url: str, tmp_path: Path) -> None
     assert store.claim("B", 0.9, 3).id == sid  # no heartbeat, so the lease ran out
 
 
+def _sql(url: str, query: str) -> object:
+    """One value straight from the server, past the Store (which refuses such databases)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres: Server, tmp_path: Path) -> None:
+    """Unreachable (every command), a wrong password, a newer schema, no schema: the problem and
+    its fix in one line, no password shown, no competition folder, pool or row written."""
+    wrong_version, no_schema = postgres.new_database(), postgres.new_database()
+    store = Store(wrong_version, create=True)
+    store.conn.execute("UPDATE schema_version SET version = 7")
+    store.close()
+    unreachable = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
+    wrong_password = wrong_version.replace(PASSWORD, "not-the-password")
+    submit = ("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"))
+    refused = "cannot reach the competition store {} (connection refused): start the server or fix competition.store"
+    cases = [(("competition", "init"), unreachable, refused), (submit, unreachable, refused), (("worker",), unreachable, refused),
+             (("leaderboard",), unreachable, refused), (("competition", "finalize"), unreachable, refused),
+             (submit, wrong_password, "cannot reach the competition store {} (authentication failed): fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
+             (submit, wrong_version, "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point competition.store at a store of this kit's version"),
+             (("worker",), no_schema, "the competition store {} has no competition schema (version 0): run `challenge competition init` with the same competition.store first")]
+
+    def attempt(i: int) -> subprocess.CompletedProcess:
+        command, url, _ = cases[i]
+        overrides = [*TINY, f"competition.root={tmp_path}/comp{i}", f"competition.store={url}", f"hydra.run.dir={tmp_path}/run{i}"]
+        return run_cli(*command, *overrides, env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
+
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        results = list(ex.map(attempt, range(len(cases))))
+    for (command, url, message), r in zip(cases, results):
+        user_at = url.split("//")[1].split(":")[0] + "@"
+        shown = "postgresql://" + user_at + url.split("@")[1]  # the URL as a message may show it: no password
+        assert (r.returncode, r.stderr) == (2, f"error: {message.format(shown)}\n"), command
+        assert PASSWORD not in r.stderr + r.stdout and "not-the-password" not in r.stderr + r.stdout
+    assert not list(tmp_path.glob("comp*")) and not (tmp_path / "cache" / "pools").exists()
+    assert _sql(wrong_version, "SELECT COUNT(*) FROM submissions") == 0 and _sql(wrong_version, "SELECT version FROM schema_version") == 7
+    assert _sql(no_schema, "SELECT to_regclass('submissions')") is None and _sql(no_schema, "SELECT to_regclass('schema_version')") is None
+
+
 # -- rules -------------------------------------------------------------------------------------------
 def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
     overrides = [*new_competition(tmp_path), "competition.limits.per_team_per_day=2", "competition.limits.max_file_bytes=400"]
@@ -273,6 +316,47 @@ def test_twelve_submissions_three_workers_sigkill_midway(pools: None, store_url:
     assert sum(r[0] == "scored" for r in final.values()) == 4
     verdicts = sorted(r[1] for r in final.values() if r[0] == "failed")
     assert verdicts == sorted(["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"])
+
+
+def test_the_workers_slurm_launcher_gives_each_job_one_gpu() -> None:
+    """conf/hydra/launcher/workers_slurm.yaml: submitit's SLURM launcher, one GPU and one task per job."""
+    from hydra import compose, initialize_config_dir
+
+    from challenge.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("competition", overrides=["hydra/launcher=workers_slurm", "hydra.launcher.partition=gpu", "competition.store=postgresql://o@db:5432/c"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes, launcher.partition) == (1, 1, 1, "gpu")
+    assert cfg.competition.store == "postgresql://o@db:5432/c"
+
+
+@pytest.mark.slow  # two submitit jobs, each a worker process that imports torch and scores
+def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(pools: None, postgres: Server, tmp_path: Path) -> None:
+    """`challenge worker -m` through Hydra's submitit launcher (submitit_local: the same jobs as on
+    SLURM, run on this machine), each job with its own CUDA_VISIBLE_DEVICES, one PostgreSQL store."""
+    store = postgres.new_database()
+    root = tmp_path / "comp"
+    overrides = new_competition(root, store)
+    files = [("a", "do_nothing.py", variant("do_nothing.py", 20)), ("b", "syntax_error.py", variant("syntax_error.py", 20)),
+             ("c", "no_function.py", variant("no_function.py", 20)), ("d", "wrong_signature.py", variant("wrong_signature.py", 20))]
+    ids = queue(store, files)
+    sweep = tmp_path / "sweep"
+    r = run_cli("worker", "-m", "hydra/launcher=submitit_local", "competition.worker.index=range(2)", "competition.worker.gpu=${competition.worker.index}",
+                "hydra.launcher.timeout_min=30", f"hydra.sweep.dir={sweep}", *overrides, *FAST_WORKERS, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = sorted(sweep.glob(".submitit/*/*_log.out"))
+    texts = [p.read_text() for p in logs]
+    assert len(logs) == 2, logs
+    starts = sorted(re.search(r"\(index (\d), CUDA_VISIBLE_DEVICES=(\S+)\)", t).groups() for t in texts)
+    assert starts == [("0", "0"), ("1", "1")]  # two jobs, each on its own device
+    lines = [line for t in texts for line in t.splitlines() if line.startswith("#")]
+    assert {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids} == dict.fromkeys(ids, 1)  # each stored by one job
+    final = rows(store)
+    assert [final[i][:3] for i in ids] == [("scored", "scored", 1), ("failed", "syntax_error", 1), ("failed", "no_function", 1), ("failed", "bad_signature", 1)]
+    assert {w.split(":")[1] for *_, w in final.values()} <= {re.search(r"worker [^:]+:(\d+):", t).group(1) for t in texts}
 
 
 def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(store_url: str, tmp_path: Path) -> None:

@@ -50,14 +50,14 @@ def no_flags(p: argparse.ArgumentParser) -> None:
 # -- commands -----------------------------------------------------------------------------------------
 def init(cfg: DictConfig, args: argparse.Namespace) -> None:
     """The database first (a store that cannot be reached or is of another version stops init before
-    any pool is built), then each phase's original model and pool, reused when they exist."""
-    from challenge.commands.pool import run as build_pool
-    from challenge.scoring.scorer import prepare
-
+    any pool is built, and before the heavy imports), then each phase's original model and pool, reused when they exist."""
     all_phases = phases(cfg)
     if int(cfg.scorer.n_runs) > int(cfg.pool.size):
         raise ChallengeError(f"scorer.n_runs={cfg.scorer.n_runs} needs a pool of at least as many models, but pool.size={cfg.pool.size}")
     store = Store(store_location(cfg), create=True)
+    from challenge.commands.pool import run as build_pool
+    from challenge.scoring.scorer import prepare
+
     lines = []
     for phase in all_phases:
         print(f"== phase {phase.name}: building (or reusing) its original model and reference pool")
@@ -96,10 +96,10 @@ def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
 
 def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     """Public standings; after finalize the private (final) ones too, and the page shows those."""
+    store, all_phases = Store(store_location(cfg)), phases(cfg)  # a store that cannot be opened is said before the heavy imports
     from challenge.competition.leaderboard import standings
     from challenge.reports.leaderboard import leaderboard_table, write_html
 
-    store, all_phases = Store(store_location(cfg)), phases(cfg)
     public = all_phases[0].name
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
