@@ -162,22 +162,9 @@ def _sql(url: str, query: str) -> object:
         return conn.execute(query).fetchone()[0]
 
 
-def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres: Server, tmp_path: Path) -> None:
-    """Unreachable (every command), a wrong password, a newer schema, no schema: the problem and
-    its fix in one line, no password shown, no competition folder, pool or row written."""
-    wrong_version, no_schema = postgres.new_database(), postgres.new_database()
-    store = Store(wrong_version, create=True)
-    store.conn.execute("UPDATE schema_version SET version = 7")
-    store.close()
-    unreachable = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
-    wrong_password = wrong_version.replace(PASSWORD, "not-the-password")
-    submit = ("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"))
-    refused = "cannot reach the competition store {} (connection refused): start the server or fix competition.store"
-    cases = [(("competition", "init"), unreachable, refused), (submit, unreachable, refused), (("worker",), unreachable, refused),
-             (("leaderboard",), unreachable, refused), (("competition", "finalize"), unreachable, refused),
-             (submit, wrong_password, "cannot reach the competition store {} (authentication failed): fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
-             (submit, wrong_version, "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point competition.store at a store of this kit's version"),
-             (("worker",), no_schema, "the competition store {} has no competition schema (version 0): run `challenge competition init` with the same competition.store first")]
+def bad_store_runs(cases: list[tuple[tuple[str, ...], str, str]], tmp_path: Path) -> None:
+    """Each (command, store URL, message with {} for the URL) run as a user would, side by side: the
+    message in one line, exit 2, no password shown, no competition folder and no pool written."""
 
     def attempt(i: int) -> subprocess.CompletedProcess:
         command, url, _ = cases[i]
@@ -187,13 +174,38 @@ def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres:
     with ThreadPoolExecutor(max_workers=4) as ex:
         results = list(ex.map(attempt, range(len(cases))))
     for (command, url, message), r in zip(cases, results):
-        user_at = url.split("//")[1].split(":")[0] + "@"
-        shown = "postgresql://" + user_at + url.split("@")[1]  # the URL as a message may show it: no password
+        shown = "postgresql://" + url.split("//")[1].split(":")[0] + "@" + url.split("@")[1]  # the URL without its password
         assert (r.returncode, r.stderr) == (2, f"error: {message.format(shown)}\n"), command
         assert PASSWORD not in r.stderr + r.stdout and "not-the-password" not in r.stderr + r.stdout
     assert not list(tmp_path.glob("comp*")) and not (tmp_path / "cache" / "pools").exists()
+
+
+SUBMIT = ("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"))
+REFUSED = "cannot reach the competition store {} (connection refused): start the server or fix competition.store"
+
+
+def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres: Server, tmp_path: Path) -> None:
+    """Unreachable, a wrong password, a newer schema, no schema yet: nothing is written anywhere."""
+    wrong_version, no_schema = postgres.new_database(), postgres.new_database()
+    store = Store(wrong_version, create=True)
+    store.conn.execute("UPDATE schema_version SET version = 7")
+    store.close()
+    bad_store_runs([
+        (SUBMIT, f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp", REFUSED),
+        (SUBMIT, wrong_version.replace(PASSWORD, "not-the-password"),
+         "cannot reach the competition store {} (authentication failed): fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
+        (SUBMIT, wrong_version, "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point competition.store at a store of this kit's version"),
+        (("worker",), no_schema, "the competition store {} has no competition schema (version 0): run `challenge competition init` with the same competition.store first"),
+    ], tmp_path)
     assert _sql(wrong_version, "SELECT COUNT(*) FROM submissions") == 0 and _sql(wrong_version, "SELECT version FROM schema_version") == 7
     assert _sql(no_schema, "SELECT to_regclass('submissions')") is None and _sql(no_schema, "SELECT to_regclass('schema_version')") is None
+
+
+@pytest.mark.slow  # four more CLI runs; submit's copy of the same check is in the fast tests
+def test_every_competition_command_names_an_unreachable_store(tmp_path: Path) -> None:
+    """init stops before building any pool."""
+    url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
+    bad_store_runs([(command, url, REFUSED) for command in (("competition", "init"), ("worker",), ("leaderboard",), ("competition", "finalize"))], tmp_path)
 
 
 # -- rules -------------------------------------------------------------------------------------------
@@ -359,6 +371,7 @@ def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(
     assert {w.split(":")[1] for *_, w in final.values()} <= {re.search(r"worker [^:]+:(\d+):", t).group(1) for t in texts}
 
 
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy is one more CLI run
 def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(store_url: str, tmp_path: Path) -> None:
     overrides = new_competition(tmp_path, store_url)
     queue(store_url, [("owls", "a.py", variant("do_nothing.py", 9))])
@@ -378,11 +391,11 @@ def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
             "budget": {"run_cost": [1.0, 1.2, 1.1], "per_run": 5.0, "used_budgets": 0.66}}
 
 
-def stored_competition(root: Path) -> list[str]:
+def stored_competition(root: Path, store_url: str | None = None) -> list[str]:
     """Five teams: three scored (owls twice, bats close behind), one failed, one still queued."""
-    overrides = new_competition(root)
+    overrides = new_competition(root, store_url)
     entries = [("owls", (0.30, 0.50)), ("bats", (0.28, 0.48)), ("cats", (0.05, 0.10)), ("owls", (0.10, 0.20)), ("newts", "failed"), ("yaks", "queued")]
-    store = Store(root / "competition.db")
+    store = Store(store_url or root / "competition.db")
     check = in_transaction_checks(Limits(None, None))
     for i, (team, score) in enumerate(entries):
         sid = store.add(team, f"{team}_v{i}.py", f"# {i}".encode(), f"{i:064x}", time.time() + i, check)
@@ -398,8 +411,9 @@ def stored_competition(root: Path) -> list[str]:
     return overrides
 
 
-def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_path: Path) -> None:
-    overrides = stored_competition(tmp_path)
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy: three more CLI runs
+def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(store_url: str, tmp_path: Path) -> None:
+    overrides = stored_competition(tmp_path, store_url)
     before = run_cli("leaderboard", *overrides)
     assert before.returncode == 0, before.stderr
     table = before.stdout
@@ -410,7 +424,7 @@ def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_pa
     assert "newts" in table and "yaks" in table
     early = run_cli("competition", "finalize", *overrides)
     assert early.returncode == 2 and "1 submission(s) are still queued or running" in early.stderr
-    store = Store(tmp_path / "competition.db")
+    store = Store(store_url)
     yaks = store.claim("w", 60, 3)
     store.finish(yaks.id, "w", "failed", "syntax_error", "public phase: syntax error", {"public": {"status": "syntax_error"}})
     fin = run_cli("competition", "finalize", *overrides)
