@@ -125,9 +125,11 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(store_url: st
     assert (taken.id, taken.worker, taken.attempts) == (sid, "B", 2)
     assert not store.renew(sid, "A", 10)
     assert not store.finish(sid, "A", "scored", "scored", "late", {})
-    assert store.finish(sid, "B", "failed", "raised", "boom", {"public": {"status": "raised"}})
-    assert store.get(sid).status == "failed" and store.results("public")[sid]["status"] == "raised"
-    assert store.content(sid) == b"x = 1" and store.integrity_check() == "ok"
+    result = {"status": "raised", "zeta": [0.1, 1e-300], "alpha": {"b": None, "a": "é"}}
+    assert store.finish(sid, "B", "failed", "raised", "boom", {"public": result})
+    assert store.get(sid).status == "failed" and store.content(sid) == b"x = 1" and store.integrity_check() == "ok"
+    stored = store.results("public")[sid]
+    assert json.dumps(stored) == json.dumps(result)  # the scorer's JSON back as written: values, key order, float bits
 
 
 def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(store_url: str, tmp_path: Path) -> None:
@@ -206,6 +208,23 @@ def test_every_competition_command_names_an_unreachable_store(tmp_path: Path) ->
     """init stops before building any pool."""
     url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
     bad_store_runs([(command, url, REFUSED) for command in (("competition", "init"), ("worker",), ("leaderboard",), ("competition", "finalize"))], tmp_path)
+
+
+def test_heartbeat_reconnects_when_the_server_drops_its_connection(postgres: Server, tmp_path: Path) -> None:
+    """The server ends every other session mid-lease (a restart, a failover): the heartbeat opens a
+    new connection at its next beat and the lease never runs out."""
+    url = postgres.new_database()
+    new_competition(tmp_path, url)
+    (sid,) = queue(url, [("owls", "a.py", b"x = 1")])
+    store = Store(url)
+    store.claim("A", 1.5, 3)
+    with Heartbeat(url, sid, "A", 1.5) as beat:
+        time.sleep(0.8)
+        dropped = store.conn.execute("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        time.sleep(2.0)  # longer than the lease: only a renewal after the drop keeps it
+        assert store.claim("B", 1.5, 3) is None
+    assert dropped == 1 and not beat.lost
+    assert store.get(sid).worker == "A"
 
 
 # -- rules -------------------------------------------------------------------------------------------
