@@ -1,11 +1,11 @@
 """`challenge worker`: take the oldest free submission, score it on every phase, store the outcome.
 
 One worker is one process; run as many as the machine allows, or, with a PostgreSQL store, as many
-as a cluster allows (one SLURM job each, through Hydra's submitit launcher). The store hands each submission to one worker at a time; the worker's heartbeat keeps its lease; the
-verdict and all phase results are written in one transaction, and only while the lease is still
-this worker's. So a worker killed at any point leaves its submission running-with-an-expiring-
-lease, which another worker then claims, and the scorer's run cache lets it resume the runs the
-dead one finished.
+as a cluster allows (one SLURM job each, through Hydra's submitit launcher). The store hands each
+submission to one worker at a time; the worker's heartbeat keeps its lease; the verdict and all
+phase results are written in one transaction, and only while the lease is still this worker's. So
+a worker killed at any point leaves its submission running-with-an-expiring-lease, which another
+worker then claims, and the scorer's run cache lets it resume the runs the dead one finished.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from challenge.competition.phases import Phase, phase_config, phases
 from challenge.competition.store import Heartbeat, Store, Submission, worker_id
@@ -42,15 +42,16 @@ def competition_root(cfg: DictConfig) -> Path:
 
 
 def store_location(cfg: DictConfig) -> str:
-    """`competition.store`: a SQLite file's path (by default competition.db in the root) or a postgresql:// URL."""
-    return str(cfg.competition.store)
+    """`competition.store`: a SQLite file's path or a postgresql:// URL; a competition config written
+    before the key existed keeps its database where it was, competition.db in the root."""
+    return str(OmegaConf.select(cfg, "competition.store", default=None) or competition_root(cfg) / "competition.db")
 
 
 def claim_gpu(cfg: DictConfig) -> str:
     """Give this worker its own GPU when `competition.worker.gpu` names one (several workers on one
     machine); under SLURM the job's allocation has set CUDA_VISIBLE_DEVICES already. Before torch
     starts CUDA, so the scorer and its sandboxed runs see only that device."""
-    gpu = cfg.competition.worker.get("gpu")
+    gpu = OmegaConf.select(cfg, "competition.worker.gpu", default=None)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -62,7 +63,7 @@ def run(cfg: DictConfig, follow: bool, say: Callable[[str], None] = print) -> Co
     gpus = claim_gpu(cfg)
     store, me = Store(store_location(cfg)), worker_id()
     outcomes: Counter = Counter()
-    say(f"worker {me} (index {cfg.competition.worker.index}, CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}")
+    say(f"worker {me} (index {OmegaConf.select(cfg, 'competition.worker.index', default=0)}, CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}")
     while True:
         sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
         if sub is None:
