@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps baseline test test-all bench clean
+.PHONY: help install system-deps baseline test test-all bench gpu-wheels gpu-check clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,17 @@ test-all: install system-deps ## Run every test, slow ones included
 
 bench: install ## Print speed and memory figures (metric, training, sandbox)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+GPU_WHEELS := benchmarks/gpu_wheels
+gpu-wheels: install ## What benchmarks/gpu_check.sh installs on a GPU machine without a registry: pure-Python wheels and bubblewrap, unpacked
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)/wheels $(GPU_WHEELS)/deb $(GPU_WHEELS)/root
+	$(BIN)/pip wheel --quiet --no-deps -w $(GPU_WHEELS)/wheels $$($(BIN)/pip list --format=freeze 2>/dev/null | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime)==')
+	cd $(GPU_WHEELS)/deb && apt-get download bubblewrap libcap2 libselinux1 libpcre2-8-0
+	for d in $(GPU_WHEELS)/deb/*.deb; do dpkg -x $$d $(GPU_WHEELS)/root; done
+	@du -sh $(GPU_WHEELS)
+
+gpu-check: ## The GPU check (benchmarks/gpu_check.sh): on a machine with a GPU, or the CPU variant without one
+	bash benchmarks/gpu_check.sh
 
 clean: ## Remove generated data, pools, run folders (keeps .venv)
 	rm -rf .cache outputs multirun wandb lightning_logs

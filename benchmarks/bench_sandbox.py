@@ -16,6 +16,7 @@ a once-per-child cost, with the price it found.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -68,13 +69,16 @@ def startup(repeats: int = 20) -> None:
     print(f"  polled caps, per check (every 0.5 s)  {(time.perf_counter() - t) / 200 * 1000:8.2f} ms")
 
 
-def main(args: list[str]) -> None:
-    if "--startup" in args:
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other arguments are Hydra overrides of the score config.")
+    parser.add_argument("--synthetic-pool", action="store_true", help="time against untrained stand-ins even where a pool exists")
+    parser.add_argument("--startup", action="store_true", help="only the sandbox's own start-up, without and with the resource caps")
+    args, overrides = parser.parse_known_args(argv)
+    if args.startup:
         return startup()
-    overrides = [a for a in args if a != "--synthetic-pool"]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("score", ["logger=none", "scorer.n_runs=16", "scorer.fresh=true", *overrides])
-    synthetic = "--synthetic-pool" in args or not has_pool(cfg)
+    synthetic = args.synthetic_pool or not has_pool(cfg)
     if synthetic:
         print("timing against an untrained stand-in pool (no pool of this preset with scorer.n_runs models)")
     out = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))

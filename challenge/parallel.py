@@ -14,19 +14,18 @@ from typing import Any, Callable
 
 
 def run_parallel(fn: Callable[..., Any], jobs: list[tuple], workers: int, progress: Callable[[], str | None] | None = None,
-                 on_result: Callable[[Any], str] | None = None) -> list[Any]:
+                 on_result: Callable[[Any], str | None] | None = None) -> list[Any]:
     """fn(*job) for every job, in `workers` spawned processes (in this one when workers is 1).
 
     Spawned, not forked: forking a process that has started torch's thread pools can hang the child.
-    Results come back in completion order; `on_result` turns each into a progress line, and
-    `progress`, polled every two seconds, may return one too.
+    Results come back in completion order; `on_result` turns each into a progress line (or prints
+    its own and returns None), and `progress`, polled every two seconds, may return one too.
     """
     if workers <= 1:
         results = []
         for job in jobs:
             results.append(fn(*job))
-            if on_result:
-                print(on_result(results[-1]), flush=True)
+            _say(on_result, results[-1])
         return results
     results = []
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
@@ -35,9 +34,14 @@ def run_parallel(fn: Callable[..., Any], jobs: list[tuple], workers: int, progre
             finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 results.append(future.result())
-                if on_result:
-                    print(on_result(results[-1]), flush=True)
+                _say(on_result, results[-1])
             line = progress() if progress else None
             if line:
                 print(line, flush=True)
     return results
+
+
+def _say(on_result: Callable[[Any], str | None] | None, result: Any) -> None:
+    line = on_result(result) if on_result else None
+    if line is not None:
+        print(line, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from challenge.cli import CONF_DIR
 from challenge.reports.tracking import register_resolvers
+from tests.postgres import Server, Unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 CHALLENGE = Path(sys.executable).parent / "challenge"
@@ -48,3 +50,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """The installed console script, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(CHALLENGE), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    """One throwaway PostgreSQL server for the session (skipped, with the reason, where none can start)."""
+    try:
+        server = Server()
+    except Unavailable as e:
+        pytest.skip(f"no PostgreSQL server: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both engines: a new SQLite file, or a new database on the session's server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "competition.db")
+    return request.getfixturevalue("postgres").new_database()

@@ -367,6 +367,10 @@ def test_make_baseline_twice_second_run_reuses_everything(tmp_path: Path) -> Non
     first = run_cli(*args, f"hydra.run.dir={tmp_path}/run1", env=env, timeout=1800)
     assert first.returncode == 0, first.stderr
     assert "s/run / budget" in first.stdout and "do_nothing" in first.stdout
+    n = len(compose_config("baseline", TINY, tmp_path).baselines.methods)
+    steps = [line for line in first.stdout.splitlines() if line.startswith("baseline: method ")]  # not a terminal: one line per step
+    assert [line.split(" [")[0] for line in steps] == [f"baseline: method {i}/{n}" for i in range(n + 1)]
+    assert steps[-1].endswith("ETA done")
     for name in METHODS:
         assert json.loads((tmp_path / "run1" / name / "result.json").read_text())["status"] == "scored"
     assert (tmp_path / "run1" / "report.html").stat().st_size > 10_000

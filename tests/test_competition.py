@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,26 +22,29 @@ import yaml
 from challenge.commands.competition import init
 from challenge.competition.bundle import COLUMNS, try_task, validate
 from challenge.competition.rules import Limits, in_transaction_checks
-from challenge.competition.store import MIGRATIONS, Heartbeat, Store, migrate
+from challenge.competition.store import Heartbeat, Store, migrate
 from challenge.errors import ChallengeError
 from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
+from tests.postgres import PASSWORD, USER, Server, free_port
 
 SUBMISSIONS = REPO / "tests" / "submissions"
 FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_seconds=1", "scorer.budget_seconds=10", "scorer.n_bootstrap=20"]
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def new_competition(root: Path) -> list[str]:
-    """A fresh database (what `competition init` creates after the pools) and the overrides naming it."""
-    Store(root / "competition.db", create=True).close()
-    return [*TINY, f"competition.root={root}"]
+def new_competition(root: Path, store: str | None = None) -> list[str]:
+    """A fresh database (what `competition init` creates besides the pools) and the overrides naming
+    it: `store` (a SQLite path or a PostgreSQL URL), by default competition.db in `root`."""
+    store = store or str(root / "competition.db")
+    Store(store, create=True).close()
+    return [*TINY, f"competition.root={root}", f"competition.store={store}"]
 
 
-def queue(root: Path, files: list[tuple[str, str, bytes]]) -> list[int]:
+def queue(store_url: str | Path, files: list[tuple[str, str, bytes]]) -> list[int]:
     """(team, filename, content) rows through the same checked insert as `challenge submit`."""
     import hashlib
 
-    store = Store(root / "competition.db")
+    store = Store(store_url)
     check = in_transaction_checks(Limits(None, None))
     ids = [store.add(team, name, data, hashlib.sha256(data).hexdigest(), time.time(), check) for team, name, data in files]
     store.close()
@@ -54,9 +56,13 @@ def variant(name: str, n: int) -> bytes:
     return (SUBMISSIONS / name).read_bytes() + f"\n# variant {n}\n".encode()
 
 
-def rows(root: Path) -> dict[int, tuple]:
-    with sqlite3.connect(root / "competition.db") as conn:
-        return {r[0]: r[1:] for r in conn.execute("SELECT id, status, verdict, attempts, worker FROM submissions")}
+def rows(store_url: str | Path) -> dict[int, tuple]:
+    """id -> (status, verdict, attempts, worker), read through a connection of its own."""
+    store = Store(store_url)
+    try:
+        return {s.id: (s.status, s.verdict, s.attempts, s.worker) for s in store.submissions()}
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,58 +76,66 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> None:
 def test_migrations_are_versioned_idempotent_and_wal(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     store = Store(db, create=True)
-    assert store.version == len(MIGRATIONS) == 1
+    assert store.version == len(store.engine.migrations) == 1
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert Store(db).version == 1  # reopening runs nothing again
-    later = (*MIGRATIONS, ("CREATE TABLE notes (text TEXT)",))
-    assert migrate(store.conn, later) == 2
-    assert migrate(store.conn, later) == 2  # the new step ran once
-    store.conn.execute("INSERT INTO notes VALUES ('x')")
-    with pytest.raises(ChallengeError, match="newer than this kit"):
-        Store(db)
     with pytest.raises(ChallengeError, match="competition init"):
         Store(tmp_path / "missing.db")
 
 
+def test_migrations_run_once_and_a_newer_store_is_refused(store_url: str) -> None:
+    store = Store(store_url, create=True)
+    later = (*store.engine.migrations, ("CREATE TABLE notes (text TEXT)",))
+    assert migrate(store.conn, store.engine, later) == 2
+    assert migrate(store.conn, store.engine, later) == 2  # the new step ran once
+    store.conn.execute("INSERT INTO notes VALUES ('x')")
+    assert store.conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 1
+    with pytest.raises(ChallengeError, match=r"has schema version 2, newer than this kit's 1: upgrade the kit"):
+        Store(store_url)
+    store.close()
+
+
 CLAIMER = """
 import sys
-from pathlib import Path
 from challenge.competition.store import Store, worker_id
-store, me = Store(Path(sys.argv[1])), worker_id()
+store, me = Store(sys.argv[1]), worker_id()
 while (sub := store.claim(me, 60, 3)) is not None:
     assert store.finish(sub.id, me, "scored", "scored", "ok", {"public": {"status": "scored", "score": {"final_score": 0.5}}})
     print(sub.id, flush=True)
 """
 
 
-def test_claims_are_exclusive_across_processes(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    ids = queue(tmp_path, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "competition.db")], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+def test_claims_are_exclusive_across_processes(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    ids = queue(store_url, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, store_url], stdout=subprocess.PIPE, text=True) for _ in range(4)]
     claimed = [int(line) for p in procs for line in p.communicate(timeout=300)[0].split()]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(claimed) == ids  # every submission once, none twice
-    assert {r[0] for r in rows(tmp_path).values()} == {"scored"}
+    assert {r[0] for r in rows(store_url).values()} == {"scored"}
 
 
-def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store, t0 = Store(tmp_path / "competition.db"), time.time()
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store, t0 = Store(store_url), time.time()
     assert store.claim("A", 10, 3, now=t0).id == sid
     assert store.claim("B", 10, 3, now=t0 + 5) is None  # A's lease still runs
     taken = store.claim("B", 10, 3, now=t0 + 11)
     assert (taken.id, taken.worker, taken.attempts) == (sid, "B", 2)
     assert not store.renew(sid, "A", 10)
     assert not store.finish(sid, "A", "scored", "scored", "late", {})
-    assert store.finish(sid, "B", "failed", "raised", "boom", {"public": {"status": "raised"}})
-    assert store.get(sid).status == "failed" and store.results("public")[sid]["status"] == "raised"
+    result = {"status": "raised", "zeta": [0.1, 1e-300], "alpha": {"b": None, "a": "é"}}
+    assert store.finish(sid, "B", "failed", "raised", "boom", {"public": result})
+    assert store.get(sid).status == "failed" and store.content(sid) == b"x = 1" and store.integrity_check() == "ok"
+    stored = store.results("public")[sid]
+    assert json.dumps(stored) == json.dumps(result)  # the scorer's JSON back as written: values, key order, float bits
 
 
-def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store, t = Store(tmp_path / "competition.db"), time.time()
+def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store, t = Store(store_url), time.time()
     for i in range(3):
         assert store.claim(f"w{i}", 1, 3, now=t + 2 * i).id == sid
     assert store.claim("w3", 1, 3, now=t + 10) is None
@@ -129,17 +143,88 @@ def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(tmp_pat
     assert (sub.status, sub.verdict) == ("failed", "interrupted") and "3 times" in sub.message
 
 
-def test_heartbeat_keeps_the_lease_alive(tmp_path: Path) -> None:
-    new_competition(tmp_path)
-    (sid,) = queue(tmp_path, [("owls", "a.py", b"x = 1")])
-    store = Store(tmp_path / "competition.db")
+def test_heartbeat_keeps_the_lease_alive(store_url: str, tmp_path: Path) -> None:
+    new_competition(tmp_path, store_url)
+    (sid,) = queue(store_url, [("owls", "a.py", b"x = 1")])
+    store = Store(store_url)
     store.claim("A", 0.9, 3)
-    with Heartbeat(store.path, sid, "A", 0.9) as beat:
+    with Heartbeat(store.location, sid, "A", 0.9) as beat:
         time.sleep(2.5)
         assert store.claim("B", 0.9, 3) is None
     assert not beat.lost
     time.sleep(1.0)
     assert store.claim("B", 0.9, 3).id == sid  # no heartbeat, so the lease ran out
+
+
+def _sql(url: str, query: str) -> object:
+    """One value straight from the server, past the Store (which refuses such databases)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def bad_store_runs(cases: list[tuple[tuple[str, ...], str, str]], tmp_path: Path) -> None:
+    """Each (command, store URL, message with {} for the URL) run as a user would, side by side: the
+    message in one line, exit 2, no password shown, no competition folder and no pool written."""
+
+    def attempt(i: int) -> subprocess.CompletedProcess:
+        command, url, _ = cases[i]
+        overrides = [*TINY, f"competition.root={tmp_path}/comp{i}", f"competition.store={url}", f"hydra.run.dir={tmp_path}/run{i}"]
+        return run_cli(*command, *overrides, env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
+
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        results = list(ex.map(attempt, range(len(cases))))
+    for (command, url, message), r in zip(cases, results):
+        shown = "postgresql://" + url.split("//")[1].split(":")[0] + "@" + url.split("@")[1]  # the URL without its password
+        assert (r.returncode, r.stderr) == (2, f"error: {message.format(shown)}\n"), command
+        assert PASSWORD not in r.stderr + r.stdout and "not-the-password" not in r.stderr + r.stdout
+    assert not list(tmp_path.glob("comp*")) and not (tmp_path / "cache" / "pools").exists()
+
+
+SUBMIT = ("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"))
+REFUSED = "cannot reach the competition store {} (connection refused): start the server or fix competition.store"
+
+
+def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres: Server, tmp_path: Path) -> None:
+    """Unreachable, a wrong password, a newer schema, no schema yet: nothing is written anywhere."""
+    wrong_version, no_schema = postgres.new_database(), postgres.new_database()
+    store = Store(wrong_version, create=True)
+    store.conn.execute("UPDATE schema_version SET version = 7")
+    store.close()
+    bad_store_runs([
+        (SUBMIT, f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp", REFUSED),
+        (SUBMIT, wrong_version.replace(PASSWORD, "not-the-password"),
+         "cannot reach the competition store {} (authentication failed): fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
+        (SUBMIT, wrong_version, "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point competition.store at a store of this kit's version"),
+        (("worker",), no_schema, "the competition store {} has no competition schema (version 0): run `challenge competition init` with the same competition.store first"),
+    ], tmp_path)
+    assert _sql(wrong_version, "SELECT COUNT(*) FROM submissions") == 0 and _sql(wrong_version, "SELECT version FROM schema_version") == 7
+    assert _sql(no_schema, "SELECT to_regclass('submissions')") is None and _sql(no_schema, "SELECT to_regclass('schema_version')") is None
+
+
+@pytest.mark.slow  # four more CLI runs; submit's copy of the same check is in the fast tests
+def test_every_competition_command_names_an_unreachable_store(tmp_path: Path) -> None:
+    """init stops before building any pool."""
+    url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
+    bad_store_runs([(command, url, REFUSED) for command in (("competition", "init"), ("worker",), ("leaderboard",), ("competition", "finalize"))], tmp_path)
+
+
+def test_heartbeat_reconnects_when_the_server_drops_its_connection(postgres: Server, tmp_path: Path) -> None:
+    """The server ends every other session mid-lease (a restart, a failover): the heartbeat opens a
+    new connection at its next beat and the lease never runs out."""
+    url = postgres.new_database()
+    new_competition(tmp_path, url)
+    (sid,) = queue(url, [("owls", "a.py", b"x = 1")])
+    store = Store(url)
+    store.claim("A", 1.5, 3)
+    with Heartbeat(url, sid, "A", 1.5) as beat:
+        time.sleep(0.8)
+        dropped = store.conn.execute("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        time.sleep(2.0)  # longer than the lease: only a renewal after the drop keeps it
+        assert store.claim("B", 1.5, 3) is None
+    assert dropped == 1 and not beat.lost
+    assert store.get(sid).worker == "A"
 
 
 # -- rules -------------------------------------------------------------------------------------------
@@ -164,7 +249,7 @@ def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
     assert run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides).returncode == 0
     quota = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "exits.py"), *overrides)
     assert quota.returncode == 2 and "used its 2 submissions for today" in quota.stderr
-    assert [(r[0], r[2]) for r in rows(tmp_path).values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
+    assert [(r[0], r[2]) for r in rows(tmp_path / "competition.db").values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
 
 
 def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Path) -> None:
@@ -174,7 +259,7 @@ def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Pat
     Store(tmp_path / "competition.db").finalize()
     final = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides)
     assert final.returncode == 2 and "was finalized" in final.stderr
-    assert rows(tmp_path) == {}
+    assert rows(tmp_path / "competition.db") == {}
 
 
 # -- workers -------------------------------------------------------------------------------------------
@@ -183,30 +268,32 @@ def start_worker(overrides: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(CHALLENGE), "worker", "--follow", *overrides, f"hydra.run.dir={log.with_suffix('')}"], stdout=out, stderr=subprocess.STDOUT)
 
 
-def holder_pid(root: Path, sid: int, timeout: float = 300) -> int:
+def holder_pid(root: Path, store: str, sid: int, timeout: float = 300) -> int:
     """The pid of the worker scoring `sid`, once its sandboxed child is running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, _, _, worker = rows(root).get(sid, (None,) * 4)
+        status, _, _, worker = rows(store).get(sid, (None,) * 4)
         if status == "running" and (root / "submissions" / str(sid) / "public").exists():
             return int(worker.split(":")[1])
         time.sleep(0.2)
     raise AssertionError(f"no worker started scoring submission {sid} within {timeout} s")
 
 
-def kill_one_worker_midway(root: Path, overrides: list[str], files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
-    """Three `challenge worker --follow` processes on the queue; the one scoring the first submission
-    gets SIGKILL. Returns the final rows and how many workers reported storing each id."""
-    ids = queue(root, files)
+def kill_one_worker_midway(root: Path, store: str, files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
+    """Three `challenge worker --follow` processes on a new competition's queue in `store`; the one
+    scoring the first submission gets SIGKILL. Returns the final rows and how many workers reported
+    storing each id."""
+    overrides = new_competition(root, store)
+    ids = queue(store, files)
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = [start_worker([*overrides, *FAST_WORKERS], log) for log in logs]
     try:
-        victim = holder_pid(root, ids[0])
+        victim = holder_pid(root, store, ids[0])
         os.kill(victim, signal.SIGKILL)
         next(w for w in workers if w.pid == victim).wait()
         deadline = time.monotonic() + timeout
-        while any(r[0] in ("queued", "running") for r in rows(root).values()):
-            assert time.monotonic() < deadline, f"queue not finished: {rows(root)}"
+        while any(r[0] in ("queued", "running") for r in rows(store).values()):
+            assert time.monotonic() < deadline, f"queue not finished: {rows(store)}"
             assert sum(w.poll() is None for w in workers) == 2, "a surviving worker died: " + " | ".join(p.read_text()[-2000:] for p in logs)
             time.sleep(0.5)
     finally:
@@ -216,13 +303,13 @@ def kill_one_worker_midway(root: Path, overrides: list[str], files: list[tuple[s
             w.wait()
     lines = [line for log in logs for line in log.read_text().splitlines() if line.startswith("#")]
     mentions = {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids}
-    return rows(root), mentions
+    return rows(store), mentions
 
 
-def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: Path) -> None:
+def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], store_url: str) -> None:
     assert {r[0] for r in final.values()} <= {"scored", "failed"}
     assert set(mentions.values()) == {1}, mentions  # each stored by exactly one worker
-    store = Store(root / "competition.db")
+    store = Store(store_url)
     assert store.integrity_check() == "ok"
     for sid, (status, verdict, _, _) in final.items():
         public = store.results("public").get(sid)
@@ -235,39 +322,81 @@ def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], root: 
 
 
 @pytest.mark.slow
-def test_three_workers_one_killed_each_submission_ends_once(pools: None, tmp_path: Path) -> None:
+def test_three_workers_one_killed_each_submission_ends_once(pools: None, store_url: str, tmp_path: Path) -> None:
     """The fast variant: real workers and scoring, but five submissions, four rejected at load time."""
     root = tmp_path / "comp"
     files = [("a", "do_nothing.py", variant("do_nothing.py", 1)), ("b", "syntax_error.py", variant("syntax_error.py", 1)),
              ("c", "no_function.py", variant("no_function.py", 1)), ("d", "raises_at_import.py", variant("raises_at_import.py", 1)),
              ("e", "wrong_signature.py", variant("wrong_signature.py", 1))]
-    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=600)
-    check_exactly_once(final, mentions, root)
+    final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=600)
+    check_exactly_once(final, mentions, store_url)
     assert final[1][2] == 2  # the killed worker's submission was claimed again
     assert [final[i][:2] for i in range(1, 6)] == [("scored", "scored"), ("failed", "syntax_error"), ("failed", "no_function"),
                                                     ("failed", "raised"), ("failed", "bad_signature")]
 
 
 @pytest.mark.slow
-def test_twelve_submissions_three_workers_sigkill_midway(pools: None, tmp_path: Path) -> None:
+def test_twelve_submissions_three_workers_sigkill_midway(pools: None, store_url: str, tmp_path: Path) -> None:
     root = tmp_path / "comp"
     hostile = ["syntax_error.py", "no_function.py", "raises_at_import.py", "raises.py", "sleeps.py", "exits.py", "returns_not_model.py", "wrong_architecture.py"]
     files = [(f"team{i}", "do_nothing.py", variant("do_nothing.py", i)) for i in range(4)]
     files += [(f"bad{i}", name, variant(name, i)) for i, name in enumerate(hostile)]
-    final, mentions = kill_one_worker_midway(root, new_competition(root), files, tmp_path, timeout=1800)
-    check_exactly_once(final, mentions, root)
+    final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=1800)
+    check_exactly_once(final, mentions, store_url)
     assert final[1][2] == 2  # the killed worker's submission was claimed again
     assert sum(r[0] == "scored" for r in final.values()) == 4
     verdicts = sorted(r[1] for r in final.values() if r[0] == "failed")
     assert verdicts == sorted(["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"])
 
 
-def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(tmp_path: Path) -> None:
-    overrides = new_competition(tmp_path)
-    queue(tmp_path, [("owls", "a.py", variant("do_nothing.py", 9))])
+def test_the_workers_slurm_launcher_gives_each_job_one_gpu() -> None:
+    """conf/hydra/launcher/workers_slurm.yaml: submitit's SLURM launcher, one GPU and one task per job."""
+    from hydra import compose, initialize_config_dir
+
+    from challenge.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("competition", overrides=["hydra/launcher=workers_slurm", "hydra.launcher.partition=gpu", "competition.store=postgresql://o@db:5432/c"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes, launcher.partition) == (1, 1, 1, "gpu")
+    assert cfg.competition.store == "postgresql://o@db:5432/c"
+
+
+@pytest.mark.slow  # two submitit jobs, each a worker process that imports torch and scores
+def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(pools: None, postgres: Server, tmp_path: Path) -> None:
+    """`challenge worker -m` through Hydra's submitit launcher (submitit_local: the same jobs as on
+    SLURM, run on this machine), each job with its own CUDA_VISIBLE_DEVICES, one PostgreSQL store."""
+    store = postgres.new_database()
+    root = tmp_path / "comp"
+    overrides = new_competition(root, store)
+    files = [("a", "do_nothing.py", variant("do_nothing.py", 20)), ("b", "syntax_error.py", variant("syntax_error.py", 20)),
+             ("c", "no_function.py", variant("no_function.py", 20)), ("d", "wrong_signature.py", variant("wrong_signature.py", 20))]
+    ids = queue(store, files)
+    sweep = tmp_path / "sweep"
+    r = run_cli("worker", "-m", "hydra/launcher=submitit_local", "competition.worker.index=range(2)", "competition.worker.gpu=${competition.worker.index}",
+                "hydra.launcher.timeout_min=30", f"hydra.sweep.dir={sweep}", *overrides, *FAST_WORKERS, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = sorted(sweep.glob(".submitit/*/*_log.out"))
+    texts = [p.read_text() for p in logs]
+    assert len(logs) == 2, logs
+    starts = sorted(re.search(r"\(index (\d), CUDA_VISIBLE_DEVICES=(\S+)\)", t).groups() for t in texts)
+    assert starts == [("0", "0"), ("1", "1")]  # two jobs, each on its own device
+    lines = [line for t in texts for line in t.splitlines() if line.startswith("#")]
+    assert {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids} == dict.fromkeys(ids, 1)  # each stored by one job
+    final = rows(store)
+    assert [final[i][:3] for i in ids] == [("scored", "scored", 1), ("failed", "syntax_error", 1), ("failed", "no_function", 1), ("failed", "bad_signature", 1)]
+    assert {w.split(":")[1] for *_, w in final.values()} <= {re.search(r"worker [^:]+:(\d+):", t).group(1) for t in texts}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy is one more CLI run
+def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(store_url: str, tmp_path: Path) -> None:
+    overrides = new_competition(tmp_path, store_url)
+    queue(store_url, [("owls", "a.py", variant("do_nothing.py", 9))])
     r = run_cli("worker", *overrides, "pool.first_seed=777", f"hydra.run.dir={tmp_path}/run")  # no pool for these settings
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: no reference pool"), r.stderr
-    assert rows(tmp_path)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
+    assert rows(store_url)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
 
 
 # -- leaderboard ------------------------------------------------------------------------------------------
@@ -281,11 +410,11 @@ def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
             "budget": {"run_cost": [1.0, 1.2, 1.1], "per_run": 5.0, "used_budgets": 0.66}}
 
 
-def stored_competition(root: Path) -> list[str]:
+def stored_competition(root: Path, store_url: str | None = None) -> list[str]:
     """Five teams: three scored (owls twice, bats close behind), one failed, one still queued."""
-    overrides = new_competition(root)
+    overrides = new_competition(root, store_url)
     entries = [("owls", (0.30, 0.50)), ("bats", (0.28, 0.48)), ("cats", (0.05, 0.10)), ("owls", (0.10, 0.20)), ("newts", "failed"), ("yaks", "queued")]
-    store = Store(root / "competition.db")
+    store = Store(store_url or root / "competition.db")
     check = in_transaction_checks(Limits(None, None))
     for i, (team, score) in enumerate(entries):
         sid = store.add(team, f"{team}_v{i}.py", f"# {i}".encode(), f"{i:064x}", time.time() + i, check)
@@ -301,8 +430,9 @@ def stored_competition(root: Path) -> list[str]:
     return overrides
 
 
-def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_path: Path) -> None:
-    overrides = stored_competition(tmp_path)
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy: three more CLI runs
+def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(store_url: str, tmp_path: Path) -> None:
+    overrides = stored_competition(tmp_path, store_url)
     before = run_cli("leaderboard", *overrides)
     assert before.returncode == 0, before.stderr
     table = before.stdout
@@ -313,7 +443,7 @@ def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(tmp_pa
     assert "newts" in table and "yaks" in table
     early = run_cli("competition", "finalize", *overrides)
     assert early.returncode == 2 and "1 submission(s) are still queued or running" in early.stderr
-    store = Store(tmp_path / "competition.db")
+    store = Store(store_url)
     yaks = store.claim("w", 60, 3)
     store.finish(yaks.id, "w", "failed", "syntax_error", "public phase: syntax error", {"public": {"status": "syntax_error"}})
     fin = run_cli("competition", "finalize", *overrides)

@@ -52,9 +52,11 @@ RUNTIME = {
     "floods.py": (["scorer.log_cap_bytes=100000"], "flooded", "wrote more than 100000 bytes to stdout"),
     "leaves_process.py": ([], "left_processes", "run 0 left 1 process(es) running: sleep"),
     "kaggle_inplace.py": ([], "scored", "final score"),
+    "network.py": ([], "raised", "OSError: [Errno 101] Network is unreachable at line 7 of the submission in run 0"),
+    "snoop.py": ([], "raised", "RuntimeError: snooped: found nothing"),
 }
 # Limits tests/test_sandbox.py checks at the sandbox itself: their verdicts through the scorer run in `make test-all`.
-RUNTIME_SLOW = {name: RUNTIME.pop(name) for name in ("eats_memory.py", "segfaults.py", "floods.py", "leaves_process.py")}
+RUNTIME_SLOW = {name: RUNTIME.pop(name) for name in ("eats_memory.py", "segfaults.py", "floods.py", "leaves_process.py", "network.py", "snoop.py")}
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from challenge.reports.leaderboard import (
     row_from_result,
     write_html,
 )
+from challenge.reports.progress import Progress
 from challenge.reports.stability import LEADERBOARD_FILE, split_record
 from challenge.scoring.scorer import KIT_BASELINES, budget_exempt, score_submission
 
@@ -129,7 +130,17 @@ def score_all(plain: dict[str, Any], files: dict[str, Path], out: Path, workers:
     """Every baseline through the real scorer and sandbox; the longest (budget-exempt) ones start first."""
     order = sorted(files, key=lambda name: not budget_exempt(files[name]))
     jobs = [(plain, name, str(files[name]), str(out / name)) for name in order]
-    done = run_parallel(_score_one, jobs, min(workers, len(jobs)), on_result=lambda r: _report_scored(r, stages))
+    progress = Progress("baseline", len(jobs), "method")
+    progress.update(0, f"{workers} worker(s)")
+
+    def scored(done: tuple[str, dict[str, Any], float]) -> None:
+        progress.note(_report_scored(done, stages))
+        progress.update(progress.done + 1, f"{workers} worker(s)")
+
+    try:
+        done = run_parallel(_score_one, jobs, min(workers, len(jobs)), on_result=scored)
+    finally:
+        progress.close()
     return {name: result for name, result, _ in done}
 
 

@@ -20,7 +20,7 @@ from challenge.competition.rules import (
     read_file,
 )
 from challenge.competition.store import Store
-from challenge.competition.worker import competition_root, db_path
+from challenge.competition.worker import competition_root, store_location
 from challenge.errors import ChallengeError
 
 
@@ -49,13 +49,15 @@ def no_flags(p: argparse.ArgumentParser) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------
 def init(cfg: DictConfig, args: argparse.Namespace) -> None:
-    """Each phase's original model and pool (reused when they exist), then the database."""
-    from challenge.commands.pool import run as build_pool
-    from challenge.scoring.scorer import prepare
-
+    """The database first (a store that cannot be reached or is of another version stops init before
+    any pool is built, and before the heavy imports), then each phase's original model and pool, reused when they exist."""
     all_phases = phases(cfg)
     if int(cfg.scorer.n_runs) > int(cfg.pool.size):
         raise ChallengeError(f"scorer.n_runs={cfg.scorer.n_runs} needs a pool of at least as many models, but pool.size={cfg.pool.size}")
+    store = Store(store_location(cfg), create=True)
+    from challenge.commands.pool import run as build_pool
+    from challenge.scoring.scorer import prepare
+
     lines = []
     for phase in all_phases:
         print(f"== phase {phase.name}: building (or reusing) its original model and reference pool")
@@ -66,10 +68,9 @@ def init(cfg: DictConfig, args: argparse.Namespace) -> None:
         ctx = prepare(pcfg)
         s = ctx.settings
         lines.append(f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}")
-    store = Store(db_path(cfg), create=True)
     store.record("init", {"phases": [p.name for p in all_phases]})
     counts = store.counts()
-    print(f"competition {cfg.competition.name}: database {store.path} (schema v{store.version}, {sum(counts.values())} submissions)")
+    print(f"competition {cfg.competition.name}: database {store.where} (schema v{store.version}, {sum(counts.values())} submissions)")
     print("\n".join(lines))
     print("next: challenge submit --team NAME FILE.py, then challenge worker")
 
@@ -82,7 +83,7 @@ def submit(cfg: DictConfig, args: argparse.Namespace) -> None:
     path = args.file.expanduser().resolve()
     content = read_file(path, limits)
     sha = hashlib.sha256(content).hexdigest()
-    store = Store(db_path(cfg))
+    store = Store(store_location(cfg))
     sid = store.add(team, path.name, content, sha, time.time(), in_transaction_checks(limits))
     print(f"submission {sid} queued for team {team}: {path.name} (sha256 {sha[:12]}); `challenge worker` scores the queue")
 
@@ -95,10 +96,10 @@ def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
 
 def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     """Public standings; after finalize the private (final) ones too, and the page shows those."""
+    store, all_phases = Store(store_location(cfg)), phases(cfg)  # a store that cannot be opened is said before the heavy imports
     from challenge.competition.leaderboard import standings
     from challenge.reports.leaderboard import leaderboard_table, write_html
 
-    store, all_phases = Store(db_path(cfg)), phases(cfg)
     public = all_phases[0].name
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
@@ -145,7 +146,7 @@ def _wandb_cell(row: dict[str, Any], column: str) -> Any:
 
 
 def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
-    store = Store(db_path(cfg))
+    store = Store(store_location(cfg))
     done = store.last_event("finalize")
     if done is None:
         store.finalize()

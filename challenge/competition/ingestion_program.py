@@ -31,6 +31,7 @@ def find_submission(folder: Path) -> Path | None:
 def ingest_main(argv: list[str]) -> int:
     """`ingest.py <input_data> <output> <submission folder>`: every run of unlearning(), supervised."""
     from challenge.files import write_json
+    from challenge.scoring.gpu import gpu_for
     from challenge.scoring.sandbox import Sandbox
     from challenge.scoring.settings import Settings
     from challenge.scoring.supervisor import supervise
@@ -51,7 +52,7 @@ def ingest_main(argv: list[str]) -> int:
         shutil.copyfile(source, inputs / "submission.py")
         for name in ("original.pt", "data.pt", "spec.json"):
             shutil.copyfile(input_dir / name, inputs / name)
-        box = Sandbox(inputs, runs, scratch, settings.limits, settings.isolation)
+        box = Sandbox(inputs, runs, scratch, settings.limits, settings.isolation, gpu_for(settings.device))
         logs = {k: output_dir / f"submission.{k}.log" for k in ("stdout", "stderr")}
         todo = [int(i) for i, _ in spec["runs"]]
         _, ledger = supervise(box, todo, settings, logs)

@@ -91,7 +91,7 @@ def score_runs(res: Path, ref: Path) -> dict[str, float]:
     charged = judge_budget([ledger.runs[i] for i in range(s.n_runs)], ledger.outside_budgets, s)
     data = torch.load(ref / "reference.pt", map_location="cpu", weights_only=True)
     spec = NetSpec(**rules["spec"])
-    evals = [evaluate(load_weights(spec, runs / f"{run_name(i)}.pt", i), data, i, s.seed(i), s.eval_batch_size) for i in range(s.n_runs)]
+    evals = [evaluate(load_weights(spec, runs / f"{run_name(i)}.pt", i), data, i, s.seed(i), s.eval_batch_size, s.device) for i in range(s.n_runs)]
     pool = np.load(ref / "pool.npz")
     try:
         result, _ = score(evals, pool["confidences"], pool["retain_acc"], pool["test_acc"], s.n_bootstrap, s.first_seed)

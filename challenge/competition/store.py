@@ -1,10 +1,11 @@
-"""The competition's state in one SQLite file: submissions, their results per phase, events.
+"""The competition's state: submissions, their results per phase, events, in SQLite or PostgreSQL.
 
-SQLite because a competition is one organizer's machine (or a shared disk) and the store must
-survive kill -9 at any instruction: every change is one transaction, WAL mode lets the leaderboard
-read while workers write, and `BEGIN IMMEDIATE` takes the write lock up front so that two workers
-can never both see a submission as free. A worker holds a submission through a lease that its
-heartbeat extends; a worker that dies stops renewing it, and the submission becomes claimable again.
+The store must survive kill -9 of any worker at any instruction: every change is one transaction,
+and a claim is exclusive (SQLite takes the write lock up front with `BEGIN IMMEDIATE`; PostgreSQL
+locks the claimed row and lets other workers skip it), so two workers can never both see a
+submission as free. A worker holds a submission through a lease that its heartbeat extends; a
+worker that dies stops renewing it, and the submission becomes claimable again. What differs
+between the two engines is in `challenge.competition.engines`.
 """
 
 from __future__ import annotations
@@ -12,57 +13,18 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from challenge.competition.engines import Engine, engine_for, transient_errors
 from challenge.errors import ChallengeError
 
 STATUSES = ("queued", "running", "scored", "failed")
-
-# Append only: a database at version k runs migrations k+1.. once, in order, each in its own transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE submissions (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            team TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            sha256 TEXT NOT NULL UNIQUE,
-            content BLOB NOT NULL,
-            submitted_at REAL NOT NULL,
-            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'scored', 'failed')),
-            worker TEXT,
-            lease_until REAL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            finished_at REAL,
-            verdict TEXT,
-            message TEXT,
-            CHECK ((status = 'running') = (lease_until IS NOT NULL))
-        )""",
-        "CREATE INDEX submissions_by_status ON submissions (status, id)",
-        "CREATE INDEX submissions_by_team ON submissions (team, submitted_at)",
-        """CREATE TABLE results (
-            submission_id INTEGER NOT NULL REFERENCES submissions (id),
-            phase TEXT NOT NULL,
-            status TEXT NOT NULL,
-            final_score REAL,
-            result TEXT NOT NULL CHECK (json_valid(result)),
-            PRIMARY KEY (submission_id, phase)
-        )""",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            kind TEXT NOT NULL,
-            detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
-        )""",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -86,41 +48,27 @@ class Submission:
 _COLUMNS = ", ".join(Submission.__dataclass_fields__)
 
 
-def connect(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
-    """Autocommit mode: every write goes through `transaction`, so nothing commits by accident."""
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-    return conn
+def migrate(conn: Any, engine: Engine, migrations: Sequence[Sequence[str]] | None = None, create: bool = True) -> int:
+    """Bring the schema to len(migrations); safe when several processes open a new store at once.
 
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE: the write lock is taken before the first read, so check-then-write is atomic."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
-    """Bring the schema to len(migrations); safe when several processes open a new file at once."""
+    A store of a newer version, or (unless `create`) one without the schema, is refused before
+    anything is written, each check inside the transaction that would migrate."""
+    migrations = engine.migrations if migrations is None else migrations
     for version in range(1, len(migrations) + 1):
-        with transaction(conn):
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
+        with engine.transaction(conn, serial=True):
+            current = engine.version(conn)
             if current > len(migrations):
-                raise ChallengeError(f"the competition database has schema version {current}, newer than this kit's {len(migrations)}: upgrade the kit")
+                raise ChallengeError(f"the competition store {engine.where} has schema version {current}, newer than this kit's {len(migrations)}: "
+                                     "upgrade the kit, or point competition.store at a store of this kit's version")
+            if current == 0 and not create:
+                raise ChallengeError(f"the competition store {engine.where} has no competition schema (version 0): "
+                                     "run `challenge competition init` with the same competition.store first")
             if current >= version:
                 continue
             for statement in migrations[version - 1]:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+            engine.set_version(conn, version)
+    return engine.version(conn)
 
 
 def worker_id() -> str:
@@ -129,52 +77,65 @@ def worker_id() -> str:
 
 
 class Store:
-    """The competition database. One instance per thread (sqlite3 connections are not shared)."""
+    """The competition database. One instance per thread (connections are not shared)."""
 
-    def __init__(self, path: Path, create: bool = False, timeout: float = 60.0):
-        path = Path(path)
-        if not create and not path.is_file():
-            raise ChallengeError(f"no competition database at {path}: run `challenge competition init` (with the same competition=... and overrides) first")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.conn = connect(path, timeout)
-        self.version = migrate(self.conn)
+    def __init__(self, location: str | Path, create: bool = False, timeout: float = 60.0):
+        self.location = str(location)
+        self.engine = engine_for(location)
+        if not create and not self.engine.exists():
+            raise ChallengeError(f"no competition database at {self.engine.where}: run `challenge competition init` (with the same competition=... and overrides) first")
+        self.conn = self.engine.connect(timeout)
+        try:
+            self.version = migrate(self.conn, self.engine, create=create)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The store as a message may name it: a path, or a URL without its password."""
+        return self.engine.where
 
     def close(self) -> None:
         self.conn.close()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self.engine.sql(sql), params)
 
     # -- submitting -------------------------------------------------------------------------------
     def add(self, team: str, filename: str, content: bytes, sha256: str, now: float, check: Callable[["Store", str, str, float], None]) -> int:
         """Insert a queued submission; `check(store, team, sha256, now)` runs inside the same
         transaction, so a refusal (ChallengeError) leaves nothing behind and two concurrent
         submissions cannot both slip under a quota."""
-        with transaction(self.conn):
+        with self.engine.transaction(self.conn, serial=True):
             check(self, team, sha256, now)
-            cur = self.conn.execute(
-                "INSERT INTO submissions (team, filename, sha256, content, submitted_at) VALUES (?, ?, ?, ?, ?)",
+            row = self._run(
+                "INSERT INTO submissions (team, filename, sha256, content, submitted_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (team, filename, sha256, content, now),
-            )
-        return int(cur.lastrowid)
+            ).fetchone()
+        return int(row[0])
 
     def find_sha256(self, sha256: str) -> Submission | None:
-        row = self.conn.execute(f"SELECT {_COLUMNS} FROM submissions WHERE sha256 = ?", (sha256,)).fetchone()
+        row = self._run(f"SELECT {_COLUMNS} FROM submissions WHERE sha256 = ?", (sha256,)).fetchone()
         return Submission(*row) if row else None
 
     def count_since(self, team: str, since: float) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM submissions WHERE team = ? AND submitted_at >= ?", (team, since)).fetchone()[0]
+        return self._run("SELECT COUNT(*) FROM submissions WHERE team = ? AND submitted_at >= ?", (team, since)).fetchone()[0]
 
     # -- the queue ----------------------------------------------------------------------------------
     def claim(self, worker: str, lease_seconds: float, max_attempts: int, now: float | None = None) -> Submission | None:
         """The oldest queued submission, or one whose worker stopped renewing its lease.
 
         A submission that has already cost `max_attempts` workers their lives is failed instead of
-        handed out again, so that one file cannot stall the queue forever.
+        handed out again, so that one file cannot stall the queue forever. On PostgreSQL a row that
+        another worker is claiming right now is skipped, not waited for.
         """
         now = time.time() if now is None else now
-        with transaction(self.conn):
+        with self.engine.transaction(self.conn):
             while True:
-                row = self.conn.execute(
-                    f"SELECT {_COLUMNS} FROM submissions WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) ORDER BY id LIMIT 1",
+                row = self._run(
+                    f"SELECT {_COLUMNS} FROM submissions WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) ORDER BY id LIMIT 1"
+                    + self.engine.skip_locked,
                     (now,),
                 ).fetchone()
                 if row is None:
@@ -184,7 +145,7 @@ class Store:
                     break
                 message = f"scoring was interrupted {sub.attempts} times (the worker stopped or died each time); not retried"
                 self._set_final(sub.id, "failed", "interrupted", message, now)
-            self.conn.execute(
+            self._run(
                 "UPDATE submissions SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 (worker, now + lease_seconds, sub.id),
             )
@@ -192,8 +153,8 @@ class Store:
 
     def renew(self, submission_id: int, worker: str, lease_seconds: float) -> bool:
         """False when the lease was lost (expired and taken over): the caller must not store a result."""
-        with transaction(self.conn):
-            cur = self.conn.execute(
+        with self.engine.transaction(self.conn):
+            cur = self._run(
                 "UPDATE submissions SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'",
                 (time.time() + lease_seconds, submission_id, worker),
             )
@@ -201,14 +162,14 @@ class Store:
 
     def finish(self, submission_id: int, worker: str, status: str, verdict: str, message: str, results: dict[str, dict[str, Any]]) -> bool:
         """Verdict and every phase's result in one transaction, only while this worker holds the lease."""
-        with transaction(self.conn):
-            owner = self.conn.execute("SELECT worker, status FROM submissions WHERE id = ?", (submission_id,)).fetchone()
-            if owner != (worker, "running"):
+        with self.engine.transaction(self.conn):
+            owner = self._run("SELECT worker, status FROM submissions WHERE id = ?" + self.engine.lock_row, (submission_id,)).fetchone()
+            if tuple(owner or ()) != (worker, "running"):
                 return False
-            self.conn.execute("DELETE FROM results WHERE submission_id = ?", (submission_id,))
+            self._run("DELETE FROM results WHERE submission_id = ?", (submission_id,))
             for phase, result in results.items():
                 score = (result.get("score") or {}).get("final_score")
-                self.conn.execute(
+                self._run(
                     "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
                     (submission_id, phase, result["status"], score, json.dumps(result)),
                 )
@@ -217,71 +178,69 @@ class Store:
 
     def release(self, submission_id: int, worker: str) -> None:
         """Give a claim back untouched (the scorer itself failed): it is queued again at once."""
-        with transaction(self.conn):
-            self.conn.execute(
+        with self.engine.transaction(self.conn):
+            self._run(
                 "UPDATE submissions SET status = 'queued', worker = NULL, lease_until = NULL WHERE id = ? AND worker = ? AND status = 'running'",
                 (submission_id, worker),
             )
 
     def _set_final(self, submission_id: int, status: str, verdict: str, message: str, now: float) -> None:
-        self.conn.execute(
+        self._run(
             "UPDATE submissions SET status = ?, verdict = ?, message = ?, finished_at = ?, lease_until = NULL WHERE id = ?",
             (status, verdict, message, now, submission_id),
         )
 
     # -- reading ------------------------------------------------------------------------------------
     def get(self, submission_id: int) -> Submission:
-        row = self.conn.execute(f"SELECT {_COLUMNS} FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        row = self._run(f"SELECT {_COLUMNS} FROM submissions WHERE id = ?", (submission_id,)).fetchone()
         if row is None:
-            raise ChallengeError(f"no submission {submission_id} in {self.path}")
+            raise ChallengeError(f"no submission {submission_id} in {self.where}")
         return Submission(*row)
 
     def content(self, submission_id: int) -> bytes:
-        return self.conn.execute("SELECT content FROM submissions WHERE id = ?", (submission_id,)).fetchone()[0]
+        return bytes(self._run("SELECT content FROM submissions WHERE id = ?", (submission_id,)).fetchone()[0])
 
     def submissions(self) -> list[Submission]:
-        return [Submission(*r) for r in self.conn.execute(f"SELECT {_COLUMNS} FROM submissions ORDER BY id")]
+        return [Submission(*r) for r in self._run(f"SELECT {_COLUMNS} FROM submissions ORDER BY id")]
 
     def results(self, phase: str) -> dict[int, dict[str, Any]]:
         """submission id -> the full result of that phase, as the scorer wrote it."""
-        rows = self.conn.execute("SELECT submission_id, result FROM results WHERE phase = ?", (phase,))
+        rows = self._run("SELECT submission_id, result FROM results WHERE phase = ?", (phase,))
         return {sid: json.loads(text) for sid, text in rows}
 
     def counts(self) -> dict[str, int]:
-        found = dict(self.conn.execute("SELECT status, COUNT(*) FROM submissions GROUP BY status").fetchall())
+        found = dict(self._run("SELECT status, COUNT(*) FROM submissions GROUP BY status").fetchall())
         return {s: found.get(s, 0) for s in STATUSES}
 
     # -- events ---------------------------------------------------------------------------------------
     def record(self, kind: str, detail: dict[str, Any]) -> None:
-        with transaction(self.conn):
-            self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (time.time(), kind, json.dumps(detail)))
+        with self.engine.transaction(self.conn):
+            self._run("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (time.time(), kind, json.dumps(detail)))
 
     def finalize(self) -> float:
         """Record the finalization, refused while submissions wait: every one must count or fail."""
-        with transaction(self.conn):
-            pending = self.conn.execute("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
+        with self.engine.transaction(self.conn, serial=True):
+            pending = self._run("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
             if pending:
                 raise ChallengeError(f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then finalize")
             now = time.time()
-            self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'finalize', '{}')", (now,))
+            self._run("INSERT INTO events (at, kind, detail) VALUES (?, 'finalize', '{}')", (now,))
         return now
 
     def last_event(self, kind: str) -> tuple[float, dict[str, Any]] | None:
-        row = self.conn.execute("SELECT at, detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+        row = self._run("SELECT at, detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
         return (row[0], json.loads(row[1])) if row else None
 
     def integrity_check(self) -> str:
-        """'ok', or SQLite's own list of problems; foreign keys are checked too."""
-        problems = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
-        problems += [f"dangling reference in {r[0]} row {r[1]}" for r in self.conn.execute("PRAGMA foreign_key_check")]
-        return "ok" if problems == ["ok"] else "; ".join(p for p in problems if p != "ok")
+        """'ok', or the engine's list of problems (dangling references included)."""
+        return "; ".join(self.engine.problems(self.conn)) or "ok"
 
 
 class Heartbeat:
     """Renews a lease from a thread with its own connection while the scorer works on the main one."""
 
-    def __init__(self, path: Path, submission_id: int, worker: str, lease_seconds: float):
-        self.path, self.id, self.worker, self.lease = path, submission_id, worker, lease_seconds
+    def __init__(self, location: str | Path, submission_id: int, worker: str, lease_seconds: float):
+        self.location, self.id, self.worker, self.lease = str(location), submission_id, worker, lease_seconds
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
@@ -295,15 +254,21 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        store = Store(self.path)
+        """A busy file or a dropped connection is waited out: the next beat reconnects and tries again."""
+        transient, store = transient_errors(), None
         try:
             while not self._stop.wait(self.lease / 3):
                 try:
+                    store = store or Store(self.location)
                     renewed = store.renew(self.id, self.worker, self.lease)
-                except sqlite3.OperationalError:
-                    continue  # the database was busy past the timeout: the next beat tries again
+                except transient:
+                    if store is not None:
+                        store.close()
+                    store = None
+                    continue
                 if not renewed:
                     self.lost = True
                     return
         finally:
-            store.close()
+            if store is not None:
+                store.close()

@@ -1,15 +1,16 @@
 """`challenge worker`: take the oldest free submission, score it on every phase, store the outcome.
 
-One worker is one process; run as many as the machine (or cluster, on a shared disk) allows. The
-store hands each submission to one worker at a time; the worker's heartbeat keeps its lease; the
-verdict and all phase results are written in one transaction, and only while the lease is still
-this worker's. So a worker killed at any point leaves its submission running-with-an-expiring-
-lease, which another worker then claims, and the scorer's run cache lets it resume the runs the
-dead one finished.
+One worker is one process; run as many as the machine allows, or, with a PostgreSQL store, as many
+as a cluster allows (one SLURM job each, through Hydra's submitit launcher). The store hands each
+submission to one worker at a time; the worker's heartbeat keeps its lease; the verdict and all
+phase results are written in one transaction, and only while the lease is still this worker's. So
+a worker killed at any point leaves its submission running-with-an-expiring-lease, which another
+worker then claims, and the scorer's run cache lets it resume the runs the dead one finished.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from challenge.competition.phases import Phase, phase_config, phases
 from challenge.competition.store import Heartbeat, Store, Submission, worker_id
@@ -40,16 +41,29 @@ def competition_root(cfg: DictConfig) -> Path:
     return Path(cfg.competition.root)
 
 
-def db_path(cfg: DictConfig) -> Path:
-    return competition_root(cfg) / "competition.db"
+def store_location(cfg: DictConfig) -> str:
+    """`competition.store`: a SQLite file's path or a postgresql:// URL; a competition config written
+    before the key existed keeps its database where it was, competition.db in the root."""
+    return str(OmegaConf.select(cfg, "competition.store", default=None) or competition_root(cfg) / "competition.db")
+
+
+def claim_gpu(cfg: DictConfig) -> str:
+    """Give this worker its own GPU when `competition.worker.gpu` names one (several workers on one
+    machine); under SLURM the job's allocation has set CUDA_VISIBLE_DEVICES already. Before torch
+    starts CUDA, so the scorer and its sandboxed runs see only that device."""
+    gpu = OmegaConf.select(cfg, "competition.worker.gpu", default=None)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
 
 
 def run(cfg: DictConfig, follow: bool, say: Callable[[str], None] = print) -> Counter:
     """Score until the queue is empty (or forever with `follow`); returns the outcomes' counts."""
     settings, all_phases = WorkerSettings.from_config(cfg), phases(cfg)
-    store, me = Store(db_path(cfg)), worker_id()
+    gpus = claim_gpu(cfg)
+    store, me = Store(store_location(cfg)), worker_id()
     outcomes: Counter = Counter()
-    say(f"worker {me} on {store.path}")
+    say(f"worker {me} (index {OmegaConf.select(cfg, 'competition.worker.index', default=0)}, CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}")
     while True:
         sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
         if sub is None:
@@ -70,7 +84,7 @@ def process(cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases:
     """'scored', 'failed', or 'lost' when another worker took the submission over meanwhile."""
     folder = competition_root(cfg) / "submissions" / str(sub.id)
     path = write_submission(folder, sub.filename, store.content(sub.id))
-    with Heartbeat(store.path, sub.id, me, settings.lease_seconds) as beat:
+    with Heartbeat(store.location, sub.id, me, settings.lease_seconds) as beat:
         try:
             results = score_phases(cfg, path, folder, all_phases)
         except BaseException:

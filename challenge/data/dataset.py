@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from challenge.data.batches import drops_last
 from challenge.data.faces import FaceDataset, FaceImages
+from challenge.data.resident import ResidentBatches
 from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_atomic
@@ -60,6 +61,7 @@ class FaceData:
         eval_batch_size: int = 512,
         num_workers: int = 0,
         drop_last: bool = False,
+        resident: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
@@ -67,10 +69,11 @@ class FaceData:
         self.cache_dir = Path(cache_dir)
         self.spec = split if isinstance(split, SplitSpec) else SplitSpec(**_plain(split or {}))
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.drop_last = bool(drop_last)
+        self.drop_last, self.resident = bool(drop_last), bool(resident)
         self.mean, self.std = tuple(mean), tuple(std)
         self.faces: FaceImages | None = None
         self.split: Split | None = None
+        self._resident: dict[tuple[str, bool, bool, str], ResidentBatches] = {}
 
     @property
     def data_dir(self) -> Path:
@@ -135,11 +138,26 @@ class FaceData:
         moves BatchNorm's running statistics far from the data's (900 retain images at 64 per batch end
         each epoch in a batch of 4, and such models fit their own training images at 0.81 instead of 1.0).
         """
+        ds = self._filled(part)
+        bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator, drop_last=drops_last(len(ds), bs, drop_last))
+
+    def batches(self, part: str, shuffle: bool = False, drop_last: bool = False, device: torch.device | str = "cpu") -> ResidentBatches | DataLoader:
+        """The kit's own batches of a part (training, the pool's evaluation): the same ones as `loader`,
+        from tensors kept on `device` when `data.resident` (challenge.data.resident), else that DataLoader."""
+        if not self.resident:
+            return self.loader(part, shuffle=shuffle, drop_last=drop_last)
+        key = (part, shuffle, drop_last, str(device))  # gathered once per process: each pool model reuses them
+        if key not in self._resident:
+            bs = self.batch_size if shuffle else self.eval_batch_size
+            self._resident[key] = ResidentBatches(self._filled(part), bs, shuffle, drop_last, device=device)
+        return self._resident[key]
+
+    def _filled(self, part: str) -> FaceDataset:
         ds = self.dataset(part)
         if len(ds) == 0:
             raise ChallengeError(f"the {part} split is empty: make the dataset larger or change data.split")
-        bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator, drop_last=drops_last(len(ds), bs, drop_last))
+        return ds
 
 
 def _plain(d: Any) -> dict:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from challenge.data.dataset import FaceData
 from challenge.parallel import run_parallel
 from challenge.pool.claims import Claim, claims
-from challenge.pool.folder import Pool, PoolEntry, make_entry, pool_models, with_train
+from challenge.pool.folder import Pool, PoolEntry, device_type, make_entry, pool_models, with_train
 from challenge.pool.reference import format_reference, original_metrics, reference
 from challenge.scoring.metric import logit_scaled_confidence
 from challenge.training.net import NetSpec, predict_logits, save_net
@@ -37,15 +37,16 @@ def build_original(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
                 continue
             if not pool.original_path.exists():
                 model, seconds = fit(cfg, dm, "train", int(cfg.seed), validate=False)
-                metrics = {"seconds": seconds, **with_train(evaluate(model.net, dm))}  # train too, for the reference table
+                metrics = {"seconds": seconds, **with_train(evaluate(model.net, dm, device=device_type(cfg)))}  # train too, for the reference table
                 save_net(model.net, model.spec, dm.data_config(), pool.original_path, metrics=metrics, seed=int(cfg.seed))
 
 
 def train_member(pool: Pool, cfg: DictConfig, dm: FaceData, seed: int) -> PoolEntry:
     """Retrain from scratch on the retain set with the original's recipe; keep outputs, maybe weights."""
     model, seconds = fit(cfg, dm, "retain", seed, validate=False)
-    metrics = evaluate(model.net, dm, parts=("retain", "forget", "test"))
-    logits, targets = predict_logits(model.net, dm.loader("forget"))
+    device = device_type(cfg)
+    metrics = evaluate(model.net, dm, ("retain", "forget", "test"), device)
+    logits, targets = predict_logits(model.net, dm.batches("forget", device=device), device)
     entry = make_entry(seed, seconds, metrics, logit_scaled_confidence(logits.numpy(), targets.numpy()))
     if cfg.pool.keep_checkpoints:
         save_net(model.net, model.spec, dm.data_config(), pool.checkpoint_path(seed), seed=seed)
@@ -68,7 +69,8 @@ def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str
     spec = NetSpec(cfg.model.net.name, dm.num_classes)
     net = spec.create()
     save_net(net, spec, dm.data_config(), pool.original_path)
-    logits, targets = predict_logits(net, dm.loader("forget"))
+    device = device_type(cfg)
+    logits, targets = predict_logits(net, dm.batches("forget", device=device), device)
     base = logit_scaled_confidence(logits.numpy(), targets.numpy())
     rng = np.random.default_rng(0)
     metrics = {part: {"acc": acc} for part, acc in accuracies.items()}

@@ -28,7 +28,8 @@ from challenge.files import content_hash, write_atomic
 # The only keys left out of the fingerprint: they cannot change a trained model's bits. Everything
 # else of data/model/trainer is in, so a changed recipe never silently reuses a pool trained otherwise.
 NOT_OUTPUT = {
-    "data": {"num_workers": "loader processes yield the same batches in the same order", "cache_dir": "where the data is kept, not what it is"},
+    "data": {"num_workers": "loader processes yield the same batches in the same order", "cache_dir": "where the data is kept, not what it is",
+             "resident": "the same batches from device tensors or from a DataLoader (tests/test_resident.py)"},
     "trainer": {
         "enable_progress_bar": "display", "enable_model_summary": "display", "log_every_n_steps": "logging",
         "default_root_dir": "where logs go", "enable_checkpointing": "the kit saves nets itself",
@@ -50,7 +51,12 @@ def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
 
     data = kept("data")
     data["source"] = dm.data_dir.name  # type + fields + folder content, as the data cache keys it
+    device = device_type(cfg)
+    # Pools evaluated their models on the CPU until the kit evaluated on the training device: a pool
+    # trained elsewhere gets a key of its own, so that it is rebuilt, never mixed with the old outputs.
+    evaluated_on = {} if device == "cpu" else {"evaluated_on": device}
     return {
+        **evaluated_on,
         "data": data,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "trainer": kept("trainer"),
@@ -75,7 +81,8 @@ def pool_models(cfg: DictConfig) -> int:
 
 
 def device_type(cfg: DictConfig) -> str:
-    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it."""
+    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it: where the pool's
+    models train and are evaluated, and where the judge evaluates the returned ones."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ("auto", "gpu"):
         return accelerator

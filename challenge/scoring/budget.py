@@ -9,9 +9,12 @@ the same threads, as the runs that follow; a full retrain costs steps-per-retrai
 
 On a CPU both sides are counted in CPU seconds of the child's process tree, read by the scorer
 from /proc: another process keeping a core busy does not count against the participant, and the
-participant's code cannot forge the scorer's reading. (On a GPU the clock is synchronised wall
-time.) As on Kaggle the budget holds for the whole submission, N runs within N budgets; one run
-over `cap` budgets is stopped at once, and a run that idles (sleeps, waits) is stopped by the wall
+participant's code cannot forge the scorer's reading. On a GPU (scorer.device resolved to cuda)
+the clock is synchronised wall time: the calibration's timed steps are bracketed by
+torch.cuda.synchronize(), and the child synchronises before it writes a run's end marker, so
+queued GPU work is charged to the run that queued it, not to the next one (only a GPU can
+exercise this: benchmarks/gpu_check.sh). As on Kaggle the budget holds for the whole submission,
+N runs within N budgets; one run over `cap` budgets is stopped at once, and a run that idles (sleeps, waits) is stopped by the wall
 clock at `wall_slack` times that cap. Everything the child does after the import counts, also
 between runs, so a file that writes its own end-of-run markers hides nothing.
 """
@@ -130,7 +133,8 @@ class Budget:
         """From scorer.budget_seconds, or from the child's calibration and scorer.budget_fraction."""
         common = {"cap": settings.budget_cap, "wall_slack": settings.wall_slack, "exempt": settings.budget_exempt}
         if settings.budget_seconds is not None:
-            return cls(per_run_seconds(settings, None), f"scorer.budget_seconds={settings.budget_seconds:g}", clock=(calibration or {}).get("clock", "cpu"), **common)
+            clock = "wall" if settings.device == "cuda" else "cpu"  # the clock of the device the runs are on
+            return cls(per_run_seconds(settings, None), f"scorer.budget_seconds={settings.budget_seconds:g}", clock=clock, **common)
         r = float(calibration["retrain_seconds"])
         rule = (f"{settings.budget_fraction:g} × retraining's cost {r:.2f} s here "
                 f"({calibration['steps_per_retrain']} steps × {calibration['per_step_seconds'] * 1000:.1f} ms, timed before the file was imported)")

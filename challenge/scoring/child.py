@@ -66,14 +66,15 @@ def compile_submission(path: Path) -> Any:
         raise Rejected("syntax_error", f"syntax error{line}: {getattr(e, 'msg', e)}") from None
 
 
-def load_submission(path: Path, code: Any, params: dict[str, Any] | None = None) -> Callable[..., Any]:
+def load_submission(path: Path, code: Any, params: dict[str, Any] | None = None, device: str = "cpu") -> Callable[..., Any]:
     """The module as `submission`, its `unlearning` checked against the contract before any run.
 
     `params` update the module's PARAMS dict in place once it has run (the scorer checked the names
-    against the source), so `unlearning()` reads them when it is called."""
+    against the source), so `unlearning()` reads them when it is called. `device` is the net's, given
+    to the file as DEVICE (Kaggle notebooks defined it at the top; a copied function may use it)."""
     spec = importlib.util.spec_from_file_location("submission", path)
     module = importlib.util.module_from_spec(spec)
-    module.DEVICE = "cpu"  # Kaggle notebooks defined DEVICE at the top; a copied function may use it
+    module.DEVICE = device
     sys.modules["submission"] = module
     try:
         exec(code, module.__dict__)
@@ -193,6 +194,7 @@ class Runner:
     parts: dict[str, Any]
     batch_size: int
     outputs: Path
+    device: str = "cpu"  # where `original` is, so where each run's net arrives
 
     def run(self, index: int, seed: int) -> None:
         """One sample of the algorithm's output: fresh weights, own seed, state dict out."""
@@ -210,6 +212,8 @@ class Runner:
         t1 = time.perf_counter()
         try:
             returned = self.unlearning(net, *args)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()  # the run ends when its GPU work does: the meter's wall clock stops at .end
         except BaseException as e:  # noqa: BLE001 - the participant's fault, whatever it is
             raise _rejection(e, f"in run {index}", self.source) from None
         t2 = time.perf_counter()
@@ -272,17 +276,21 @@ def ingest(inputs: Path, outputs: Path) -> None:
     from challenge.training.net import load_net
 
     torch.set_num_threads(int(spec["threads"]))
+    device = str(spec.get("settings", {}).get("device", "cpu"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"scorer.device={device} but the sandbox holds no usable CUDA device: set scorer.device=cpu, or see result.json's sandbox.device")
     original, _, _ = load_net(inputs / "original.pt")
+    original.to(device)
     parts = load_parts(inputs / "data.pt")
     stamps["inputs_loaded"] = time.time()
     plan = spec.get("calibration")
-    price = calibrate(original, parts["retain"], int(spec["batch_size"]), plan) if plan else {"clock": "cpu", "skipped": True}
+    price = calibrate(original, parts["retain"], int(spec["batch_size"]), plan, device) if plan else {"clock": "cpu", "skipped": True}
     hand_over(outputs / CALIBRATION_FILE, price, float(spec.get("handshake_seconds", 60)))
     stamps["calibrated"] = time.time()
-    unlearning = load_submission(source, code, spec.get("params"))
+    unlearning = load_submission(source, code, spec.get("params"), device)
     stamps["submission_loaded"] = time.time()
     write_json(outputs / "ready.json", stamps)
-    runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs)
+    runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs, device)
     for index, seed in spec["runs"]:
         runner.run(int(index), int(seed))
 

@@ -32,7 +32,7 @@ from challenge.scoring.metric import (
     membership_inference_audit,
 )
 from challenge.scoring.sandbox import Outcome
-from challenge.training.net import NetSpec, accuracy
+from challenge.training.net import NetSpec, accuracy, logits_in_batches
 
 EVAL_PARTS = ("forget", "retain", "test")
 
@@ -185,23 +185,25 @@ class RunEval:
     test_loss: np.ndarray
 
 
-def reference_tensors(dm: Any) -> dict[str, torch.Tensor]:
-    """Images and labels of forget, retain and test, in split order: all the judge evaluates on."""
+def reference_tensors(dm: Any, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Images and labels of forget, retain and test, in split order: all the judge evaluates on, moved
+    to the evaluation device once for all the runs."""
     blob: dict[str, torch.Tensor] = {}
     for part in EVAL_PARTS:
         ds = dm.dataset(part)
-        blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices], ds.groups[ds.indices]
+        blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices].to(device), ds.groups[ds.indices]
     return blob
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int) -> RunEval:
-    """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules)."""
-    net.eval()
+def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, seed: int, batch_size: int,
+             device: torch.device | str | None = None) -> RunEval:
+    """Forget/retain/test in fixed batches (the batch size changes the bits, so it is part of the rules),
+    on `device`, the scorer's (scorer.device, challenge.scoring.gpu)."""
     out: dict[str, Any] = {}
     for part in EVAL_PARTS:
         images, targets = data[f"{part}_images"], data[f"{part}_groups"]
-        logits = torch.cat([net(images[i:i + batch_size]).float() for i in range(0, len(images), batch_size)])
+        logits = logits_in_batches(net, images, batch_size, device)
         if not torch.isfinite(logits).all():
             raise Verdict("non_finite", f"run {index} returned a model whose outputs on {part} images contain NaN or infinity")
         out[f"{part}_acc"] = accuracy(logits, targets)

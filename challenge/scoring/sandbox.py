@@ -37,6 +37,7 @@ from typing import IO, Callable, Iterator
 
 import challenge
 from challenge.errors import ChallengeError
+from challenge.scoring import gpu as gpus
 from challenge.scoring.processes import ProcessTree, kill_group, kill_session, kill_uid
 
 ISOLATION_MODES = ("auto", "bwrap", "none")
@@ -86,6 +87,7 @@ class Protections:
     disk: str = ""
     cpu: str = ""
     missing: tuple[str, ...] = ()  # the caps this machine cannot give (scorer.isolation=bwrap refuses to run then)
+    device: str = gpus.CPU_LINE  # the device the child runs on, and what of the host it takes (challenge.scoring.gpu)
 
     def to_dict(self) -> dict[str, str]:
         d = asdict(self)
@@ -120,6 +122,11 @@ def _system_binds() -> list[str]:
     for name in _ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     return args
+
+
+def bwrap_exe() -> str:
+    """bubblewrap as found on our PATH: the child's clean PATH may not hold it (an unpacked copy, say)."""
+    return shutil.which("bwrap") or "bwrap"
 
 
 @functools.lru_cache(maxsize=None)
@@ -338,11 +345,12 @@ MemoryCgroup = Cgroup  # the name before it also held pids.max
 class Sandbox:
     """Runs one command with `inputs` read-only, `outputs` writable and a capped scratch as cwd and HOME."""
 
-    def __init__(self, inputs: Path, outputs: Path, scratch: Path, limits: Limits, isolation: str = "auto"):
+    def __init__(self, inputs: Path, outputs: Path, scratch: Path, limits: Limits, isolation: str = "auto", gpu: gpus.Gpu | None = None):
+        """`gpu`: the one device the child may use (challenge.scoring.gpu.gpu_for), None for the CPU."""
         if isolation not in ISOLATION_MODES:
             raise ChallengeError(f"scorer.isolation={isolation!r} is not one of {', '.join(ISOLATION_MODES)}")
         self.inputs, self.outputs, self.scratch = inputs.resolve(), outputs.resolve(), scratch.resolve()
-        self.limits = limits
+        self.limits, self.gpu = limits, gpu
         problem = "scorer.isolation=none" if isolation == "none" else bwrap_problem()
         if isolation == "bwrap" and problem:
             raise ChallengeError(f"scorer.isolation=bwrap but {problem}: install bubblewrap (`make system-deps`) or set scorer.isolation=auto")
@@ -362,6 +370,7 @@ class Sandbox:
 
     # -- what is enforced ------------------------------------------------------------------------
     def _protections(self, problem: str | None) -> Protections:
+        device = gpus.CPU_LINE if self.gpu is None else self.gpu.line(self.bwrap)
         mb, fs = self.limits.memory_mb, self.limits.file_size_mb
         if mb is None:
             memory = "unlimited"
@@ -380,12 +389,12 @@ class Sandbox:
             return Protections(
                 "bubblewrap", "mount namespace: sees only the interpreter, the challenge package, its inputs (read-only), outputs and scratch "
                 "(also at /kaggle/working and /kaggle/tmp); everything else read-only",
-                "none (empty network namespace)", processes, memory, file_size, identity, scratch, disk, cpu, tuple(missing),
+                "none (empty network namespace)", processes, memory, file_size, identity, scratch, disk, cpu, tuple(missing), device,
             )
         network = "none (empty network namespace via unshare)" if self.net_prefix else "open (unshare unavailable)"
         return Protections(
             f"none ({problem})", "participant code can read your files (every file you can read)", network,
-            processes, memory, file_size, identity, scratch, disk, cpu, tuple(missing),
+            processes, memory, file_size, identity, scratch, disk, cpu, tuple(missing), device,
         )
 
     def _process_cap(self) -> tuple[str, list[str]]:
@@ -439,10 +448,11 @@ class Sandbox:
         for path in _python_dirs():
             binds += ["--ro-bind", path, path]
         # The private /tmp comes first: a later mount would hide a venv or checkout that lives under /tmp.
-        dests = [*_python_dirs(), *(f"/etc/{name}" for name in _ETC_FILES), str(INSIDE / "inputs"), *KAGGLE_SCRATCH]
+        gpu = gpus.bwrap_args(self.gpu.facts, _SYSTEM_DIRS) if self.gpu else []
+        dests = [*_python_dirs(), *(f"/etc/{name}" for name in _ETC_FILES), str(INSIDE / "inputs"), *KAGGLE_SCRATCH, *(gpus.new_folders(self.gpu.facts) if self.gpu else [])]
         return [
-            "bwrap", *self._user_args(userns_fd), *self._tmpfs("1777", "/tmp"), "--proc", "/proc", "--dev", "/dev", *self._tmpfs("1777", "/dev/shm"),
-            *_open_parents(dests), *_system_binds(), *binds,
+            bwrap_exe(), *self._user_args(userns_fd), *self._tmpfs("1777", "/tmp"), "--proc", "/proc", "--dev", "/dev", *self._tmpfs("1777", "/dev/shm"),
+            *_open_parents(dests), *_system_binds(), *binds, *gpu,
             "--ro-bind", str(self.inputs), self.inside(self.inputs),
             "--bind", str(self.outputs), self.inside(self.outputs),
             *self._scratch_args(), "--remount-ro", "/dev", "--remount-ro", "/",
@@ -494,6 +504,10 @@ class Sandbox:
         }
         if self.bwrap:
             env[PIDNS_ENV] = "1"
+        env["CUDA_VISIBLE_DEVICES"] = self.gpu.visible if self.gpu else ""  # empty: a plain process on a GPU machine sees none either
+        libraries = gpus.library_path(self.gpu.facts) if self.gpu else ""
+        if libraries:
+            env["LD_LIBRARY_PATH"] = libraries
         return env
 
     # -- running -----------------------------------------------------------------------------------

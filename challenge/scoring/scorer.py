@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,9 +36,11 @@ from challenge.pool import Pool, PoolEntry
 from challenge.pool.reference import original_metrics
 from challenge.pool.reference import reference as pool_reference
 from challenge.reports.leaks import leaks
+from challenge.reports.progress import Progress
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
 from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, write_confidences
+from challenge.scoring.gpu import gpu_for
 from challenge.scoring.judge import (
     RunEval,
     evaluate,
@@ -167,7 +169,7 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
     if cache.is_file():
         return read_eval(cache)
     net = load_weights(ctx.spec, work.runs / f"{run_name(index)}.pt", index)
-    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size)
+    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.settings.device)
     write_eval(cache, result)
     return result
 
@@ -191,7 +193,11 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
         staged, spawned = time.perf_counter() - t, time.time()
         before = sum(r["cost"] / run_budget(r, s) for i in range(s.n_runs) if i not in todo and (r := work.ledger(i)))
         (work.root / "calibration.json").unlink(missing_ok=True)  # this attempt prices its own runs
-        outcome, ledger = supervise(box, todo, s, logs, before, on_run=work.write_ledger)
+        on_run, progress = run_progress(work, submission, s, len(todo), before)
+        try:
+            outcome, ledger = supervise(box, todo, s, logs, before, on_run=on_run)
+        finally:
+            progress.close()
         timing["child"], timing["child_seconds"] = {"stage_inputs": staged, **startup_times(outputs / "ready.json", spawned)}, outcome.seconds
         if ledger.calibration:
             write_atomic(work.root / "calibration.json", json.dumps(ledger.calibration))
@@ -210,6 +216,21 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
     for key in RUN_TIMES:
         timing[f"run_{key}"] = [r[key] for r in records]
     return budget_section(work, s, judge_budget(charges, outside, s), outside)
+
+
+def run_progress(work: Work, submission: Path, s: Settings, todo: int, before: float) -> tuple[Callable[[int, dict[str, Any]], None], Progress]:
+    """What the meter calls as each run ends: the run's charge into the ledger, and a step of the progress
+    shown (run i/N, budgets used so far of the N allowed, ETA), so that hours of runs are never silent."""
+    progress = Progress(f"scoring {submission.name}", s.n_runs)
+    used = [before]
+    progress.update(s.n_runs - todo, f"{before:.2f} of {s.n_runs} budgets used")
+
+    def on_run(index: int, record: dict[str, Any]) -> None:
+        work.write_ledger(index, record)
+        used[0] += record["cost"] / record["budget"]
+        progress.update(progress.done + 1, f"{used[0]:.2f} of {s.n_runs} budgets used")
+
+    return on_run, progress
 
 
 def budget_section(work: Work, s: Settings, runs: list[dict[str, Any]], outside: float) -> dict[str, Any]:
@@ -265,14 +286,14 @@ def score_submission(cfg: DictConfig, submission: Path, out_dir: Path) -> dict[s
 
 def _score(ctx: Context, work: Work, submission: Path, params: Params, out_dir: Path, base: dict[str, Any]) -> tuple[dict[str, Any], ForgettingResult | None]:
     logs = {"stdout": out_dir / "submission.stdout.log", "stderr": out_dir / "submission.stderr.log"}
-    box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation)
+    box = Sandbox(*(work.attempt / d for d in ("inputs", "outputs", "scratch")), ctx.settings.limits, ctx.settings.isolation, gpu_for(ctx.settings.device))
     base = {**base, "sandbox": box.protections.to_dict(), "logs": {k: str(v) for k, v in logs.items()}}
     start = time.perf_counter()
     timing: dict[str, Any] = {}
     try:
         budget = collect_runs(ctx, work, box, submission, params, logs, timing)
         t = time.perf_counter()
-        data = reference_tensors(ctx.dm)
+        data = reference_tensors(ctx.dm, ctx.settings.device)
         evals = [evaluate_run(ctx, work, i, data) for i in range(ctx.settings.n_runs)]
         timing["evaluation_seconds"] = time.perf_counter() - t
     except Verdict as v:

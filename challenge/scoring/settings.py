@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from challenge.scoring.gpu import resolve_device
 from challenge.scoring.sandbox import Limits
 
 
@@ -33,6 +34,7 @@ class Settings:
     budget_exempt: bool = False  # see challenge.scoring.scorer.budget_exempt
     max_processes: int | None = 64  # processes and threads of the child at once (see challenge.scoring.sandbox)
     scratch_mb: int | None = 2048  # each of the child's RAM-backed folders, and the disk beside its runs' weights
+    device: str = "cpu"  # "cpu" or "cuda", resolved once from scorer.device (challenge.scoring.gpu): the runs and the evaluation
 
     @classmethod
     def from_config(cls, cfg: Any) -> "Settings":
@@ -44,7 +46,7 @@ class Settings:
             startup_seconds=float(s.startup_seconds), memory_mb=s.memory_mb, file_size_mb=s.file_size_mb,
             log_cap_bytes=int(s.log_cap_bytes), n_bootstrap=int(s.n_bootstrap), isolation=str(s.isolation),
             threads=int(s.threads), batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size),
-            max_processes=s.get("max_processes", 64), scratch_mb=s.get("scratch_mb", 2048),
+            max_processes=s.get("max_processes", 64), scratch_mb=s.get("scratch_mb", 2048), device=resolve_device(str(s.get("device", "auto"))),
         )
 
     @classmethod

@@ -29,8 +29,8 @@ class Work:
     runs/ holds what the scorer accepted from the child, ledger/ what the meter charged each run
     (written by the scorer, out of the child's reach), evals/ the judge's evaluation of each run,
     attempt/ the child's world for the current attempt (rebuilt each time), results/ finished
-    results per settings. Runs depend only on the submission, the pool, the seeds, the batch sizes
-    and the thread count, so a later scoring with more runs or another budget reuses them.
+    results per settings. Runs depend only on the submission, the pool, the seeds, the batch sizes,
+    the thread count and the device (a CPU key is the one from before there was a choice), so a later scoring with more runs or another budget reuses them.
     """
 
     root: Path
@@ -40,7 +40,7 @@ class Work:
         """`params`: the PARAMS values that differ from the file's own; none keeps the file's old key."""
         s = ctx.settings
         inputs = {"pool": ctx.pool.fingerprint, "first_seed": s.first_seed, "batch_size": s.batch_size,
-                  "eval_batch_size": s.eval_batch_size, "threads": s.threads}
+                  "eval_batch_size": s.eval_batch_size, "threads": s.threads, **({"device": s.device} if s.device != "cpu" else {})}
         key = content_hash({**inputs, "params": params} if params else inputs, 12)
         return cls(cache_dir / "scores" / f"{sha[:16]}-{key}")
 

@@ -9,9 +9,10 @@ would be most of their start-up.
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import timm
 import torch
@@ -64,16 +65,36 @@ def load_net(path: Path) -> tuple[nn.Module, NetSpec, dict[str, Any]]:
 
 
 @torch.no_grad()
-def predict_logits(net: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and age-group targets over a loader, in loader order, with the net in eval mode."""
+def predict_logits(net: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and age-group targets over batches (a DataLoader or challenge.data.resident's), in their
+    order, with the net in eval mode on `device`; logits come back on the CPU."""
+    logits, targets = [], []
+    with evaluating(net, device):
+        for batch in batches:
+            logits.append(net(batch["image"].to(device)).float().cpu())
+            targets.append(batch["age_group"].cpu())
+    return torch.cat(logits), torch.cat(targets)
+
+
+@torch.no_grad()
+def logits_in_batches(net: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits of images in fixed batches (the batch size changes the bits), on the CPU; `device` None:
+    where the net is. The layout stays the standard one: NHWC inference is faster on a CPU (1.6x for
+    test_resnet here) but changes the last bits of trained nets' logits, so the pool's would move."""
+    device = device if device is not None else next(net.parameters()).device
+    with evaluating(net, device):
+        return torch.cat([net(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)])
+
+
+@contextmanager
+def evaluating(net: nn.Module, device: torch.device | str) -> Iterator[None]:
+    """The net in eval mode on `device`, back in its former mode afterwards."""
     was_training = net.training
     net.eval().to(device)
-    logits, targets = [], []
-    for batch in loader:
-        logits.append(net(batch["image"].to(device)).float().cpu())
-        targets.append(batch["age_group"])
-    net.train(was_training)
-    return torch.cat(logits), torch.cat(targets)
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:

@@ -39,22 +39,24 @@ def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False
     dm.setup()
     model: AgePredictor = instantiate(cfg.model, num_classes=dm.num_classes, class_weights=dm.split.class_weights)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, enable_progress_bar=validate and cfg.trainer.get("enable_progress_bar", True))
+    device = trainer.strategy.root_device  # resident batches live where the model trains
     start = time.perf_counter()
     trainer.fit(
         model,
-        train_dataloaders=dm.loader(part, shuffle=True, drop_last=dm.drop_last),
-        val_dataloaders=dm.loader("val") if validate and len(dm.dataset("val")) else None,
+        train_dataloaders=dm.batches(part, shuffle=True, drop_last=dm.drop_last, device=device),
+        val_dataloaders=dm.batches("val", device=device) if validate and len(dm.dataset("val")) else None,
     )
     return model, time.perf_counter() - start
 
 
-def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test")) -> dict[str, dict[str, float]]:
+def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test"),
+             device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """Accuracy and mean true-class confidence per split part."""
     out = {}
     for part in parts:
         if len(dm.dataset(part)) == 0:
             continue
-        logits, targets = predict_logits(net, dm.loader(part))
+        logits, targets = predict_logits(net, dm.batches(part, device=device), device)
         out[part] = {"acc": accuracy(logits, targets), "confidence": mean_confidence(logits, targets), "n": len(targets)}
     return out
 

@@ -1,0 +1,123 @@
+"""The GPU check (run by benchmarks/gpu_check.sh): a ResNet-18 pool, the template and two hostile files scored on the GPU.
+
+On a machine with a GPU: a pool of 4 ResNet-18 models, the template scored at N = 4 through the
+sandbox on that GPU, the hostile network and snoop files still rejected there; it prints the
+img/s of training in the sandbox, of the runs and of the scorer's evaluation, and the sandbox's
+device line. Without a GPU it says so plainly and runs the same on the CPU with a smaller data set.
+Exit status 0 only if every check holds. Everything goes into a fresh cache of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SUBMISSIONS = REPO / "tests" / "submissions"
+# (file, expected status, words of the message)
+CHECKS = [
+    (REPO / "submissions" / "template.py", "scored", "final score"),
+    (SUBMISSIONS / "network.py", "raised", "Network is unreachable"),
+    (SUBMISSIONS / "snoop.py", "raised", "snooped: found nothing"),
+]
+
+
+def overrides(cuda: bool) -> list[str]:
+    """ResNet-18 at 32 px; 5 epochs of retraining, so that the template's one epoch fits a budget of half a retrain."""
+    data = ["data.source.n_identities=200", "data.source.images_per_identity=12"] if cuda else []
+    return ["experiment=tiny", "logger=none", "model=resnet18", "pool.size=4", "trainer.max_epochs=5", "trainer.enable_progress_bar=false", *data]
+
+
+def scorer_overrides(cuda: bool, isolation: str) -> list[str]:
+    return [f"scorer.device={'cuda' if cuda else 'cpu'}", f"scorer.isolation={isolation}", "scorer.budget_fraction=0.5", "scorer.n_bootstrap=20"]
+
+
+def compose(name: str, args: list[str], out: Path):  # noqa: ANN201 - a DictConfig
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from challenge.cli import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(name, overrides=args)
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.log_dir = str(out)
+    return cfg
+
+
+def img_per_s(result: dict, sizes: dict[str, int]) -> dict[str, float]:
+    """Training in the sandbox (the calibration's timed steps), the runs' unlearning() calls, the scorer's evaluation."""
+    cal, timing, s = result["budget"]["calibration"], result["timing"], result["settings"]
+    runs = timing["run_seconds"]
+    return {
+        "training in the sandbox (the budget's calibration)": s["batch_size"] / cal["per_step_seconds"],
+        "the template's runs (one epoch of retain each)": sizes["retain"] / (sum(runs) / len(runs)),
+        "the scorer's evaluation (forget, retain, test)": (sizes["forget"] + sizes["retain"] + sizes["test"]) * s["n_runs"] / timing["evaluation_seconds"],
+    }
+
+
+def data_sizes(cfg) -> dict[str, int]:  # noqa: ANN001 - a DictConfig
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data)
+    dm.setup()
+    return {part: len(dm.dataset(part)) for part in ("retain", "forget", "test")}
+
+
+def main() -> int:
+    import torch
+
+    from challenge.commands.pool import run as build_pool
+    from challenge.reports.tracking import register_resolvers
+    from challenge.scoring.sandbox import bwrap_problem
+    from challenge.scoring.scorer import score_submission
+
+    start = time.perf_counter()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        print(f"GPU found: {torch.cuda.get_device_name(0)} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch {torch.__version__})")
+    else:
+        print(f"no GPU found (torch {torch.__version__} sees no CUDA device): running the CPU variant on a smaller data set")
+    problem = bwrap_problem()
+    isolation = "bwrap" if problem is None else "auto"
+    print(f"bubblewrap: {'usable' if problem is None else problem}; scorer.isolation={isolation}", flush=True)
+    register_resolvers()
+    root = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    os.environ["CHALLENGE_CACHE_DIR"] = str(root / "cache")
+    args = overrides(cuda)
+    t = time.perf_counter()
+    pool_cfg = compose("pool", args, root / "pool")
+    build_pool(pool_cfg)
+    sizes = data_sizes(pool_cfg)
+    print(f"pool of 4 ResNet-18 models (and the original) built in {time.perf_counter() - t:.1f} s", flush=True)
+    failed = 0
+    for path, status, words in CHECKS:
+        t = time.perf_counter()
+        result = score_submission(compose("score", [*args, *scorer_overrides(cuda, isolation)], root / path.stem), path, root / path.stem)
+        ok = result["status"] == status and words in result["message"]
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {path.name}: {result['status']} in {time.perf_counter() - t:.1f} s: {result['message']}")
+        if path.stem == "template":
+            print(f"     sandbox: {result['sandbox']['isolation']}; network {result['sandbox']['network']}")
+            print(f"     device:  {result['sandbox']['device']}")
+            if result["status"] == "scored":
+                for what, rate in img_per_s(result, sizes).items():
+                    print(f"     {rate:10.0f} img/s  {what}")
+                print(f"     budget: {result['budget']['rule']} (clock: {result['budget']['clock']})")
+            expected = "cuda: GPU" if cuda else "cpu: "
+            if not result["sandbox"]["device"].startswith(expected):
+                failed += 1
+                print(f"FAIL the sandbox's device line does not start with {expected!r}")
+        sys.stdout.flush()
+    print(f"{'all checks passed' if not failed else f'{failed} check(s) failed'} in {time.perf_counter() - start:.1f} s ({'GPU' if cuda else 'CPU only'}); files in {root}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
