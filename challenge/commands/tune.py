@@ -91,8 +91,7 @@ def start_from_file(study: str, storage: str, source: bytes, space: dict[str, st
         return {}
     own = declared(source) or {}
     distributions, _ = create_params_from_overrides([f"{PARAMS_PREFIX}{k}={v}" for k, v in space.items()])
-    start = {k.removeprefix(PARAMS_PREFIX): own[k.removeprefix(PARAMS_PREFIX)] for k, d in distributions.items()
-             if _contains(d, own.get(k.removeprefix(PARAMS_PREFIX)))}
+    start = {k: own[k] for k in space if _contains(distributions[PARAMS_PREFIX + k], own.get(k))}
     if start:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -149,8 +148,8 @@ def trial(cfg: DictConfig) -> float:
     shown = " ".join(f"{k}={_short(v)}" for k, v in (cfg.get("params") or {}).items())
     if result["status"] != "scored":
         what = f"{result['status']} (0): {result['message']}"
-    elif value == 0.0 and peak_share(result) > share:
-        what = f"0: a run used {peak_share(result):.0%} of its budget, over tune.budget_share={share:g}"
+    elif (peak := peak_share(result)) > share:
+        what = f"0: a run used {peak:.0%} of its budget, over tune.budget_share={share:g}"
     else:
         what = f"{cfg.tune.objective} {value:.4f}"
     print(f"trial {HydraConfig.get().job.num}: {shown} -> {what}", flush=True)
