@@ -159,6 +159,8 @@ def scorer_overhead(cache: str, runs: int = 4) -> None:
         per_run = times[label] / runs
         print(f"  {label:<7}{per_run:>8.3f} s per run = {100 * per_run / template:5.1f}% of the template's {template:.3f} s")
     print("  (the same bits before and now: checked on every run's forget confidences)")
+    print("  a scoring waits for little of it: on a CPU with a core to spare the judge evaluates run i while the child runs i + 1\n"
+          "  (challenge.scoring.alongside); bench_sandbox.py prints what a real N=16 scoring waited for")
 
 
 def _same(a: Any, b: Any) -> bool:

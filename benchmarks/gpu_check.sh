@@ -19,21 +19,31 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "error: $PY has no torch: run with PYTHON=/path/to/the/python/that/has/torch" >&2
     exit 2
 fi
-if "$PY" -c "import hydra, omegaconf, challenge" 2>/dev/null && [ -z "${GPU_CHECK_FRESH:-}" ]; then
+if (cd / && "$PY" -c "import hydra, omegaconf, challenge") 2>/dev/null && [ -z "${GPU_CHECK_FRESH:-}" ]; then
     echo "python: $PY already has the kit and its dependencies"
 else
     [ -d "$WHEELS/wheels" ] || { echo "error: no $WHEELS/wheels: run \`make gpu-wheels\` on a machine that reaches a package registry" >&2; exit 2; }
     VENV=$WORK/venv
     rm -rf "$VENV"
-    "$PY" -m venv --system-site-packages "$VENV"
+    if "$PY" -m venv --system-site-packages "$VENV" 2>/dev/null; then
+        PIP=("$VENV/bin/python" -m pip)
+    else  # no ensurepip for this python (Debian without python3-venv): its own pip installs into the venv
+        rm -rf "$VENV"
+        "$PY" -m venv --system-site-packages --without-pip "$VENV"
+        PIP=("$PY" -m pip)
+    fi
     SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     # The venv sees the packages of $PY even when $PY is itself a venv (--system-site-packages would skip those).
     "$PY" -c "import site, sys; print('\n'.join(p for p in site.getsitepackages() + [site.getusersitepackages()] if p in sys.path))" > "$SITE/gpu-check-base.pth"
-    "$VENV/bin/python" -m pip install --quiet --no-index --no-deps "$WHEELS"/wheels/*.whl
-    "$VENV/bin/python" -m pip install --quiet --no-index --no-deps --no-build-isolation "$REPO" 2>/dev/null \
-        || echo "$REPO" > "$SITE/gpu-check-kit.pth"  # the checkout itself, where the kit cannot be built here
+    "${PIP[@]}" install --quiet --no-index --no-deps --target "$SITE" "$WHEELS"/wheels/*.whl
+    if "${PIP[@]}" install --quiet --no-index --no-deps --no-build-isolation --target "$SITE" "$REPO" >/dev/null 2>&1; then
+        KIT="the kit installed from $REPO (--no-deps)"
+    else
+        echo "$REPO" > "$SITE/gpu-check-kit.pth"
+        KIT="the kit from $REPO by a .pth (no setuptools here to build it)"
+    fi
     PY=$VENV/bin/python
-    echo "python: $PY (a venv over $("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))'), with $(ls "$WHEELS/wheels" | sed 's/-py3.*//' | tr '\n' ' ')from $WHEELS/wheels)"
+    echo "python: $PY, a venv over $("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))') (its torch), with $(ls "$WHEELS/wheels" | sed 's/-py3.*//' | tr '\n' ' ')from $WHEELS/wheels and $KIT"
 fi
 
 if ! command -v bwrap >/dev/null || [ -n "${GPU_CHECK_UNPACKED_BWRAP:-}" ]; then
@@ -54,4 +64,4 @@ else
 fi
 
 cd "$WORK"  # nothing of the check lands in the checkout
-exec timeout 300 env -u CHALLENGE_CACHE_DIR PYTHONPATH="$REPO" "$PY" "$REPO/benchmarks/gpu_check.py"
+exec timeout 300 env -u CHALLENGE_CACHE_DIR "$PY" "$REPO/benchmarks/gpu_check.py"

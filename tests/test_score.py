@@ -19,12 +19,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from challenge.commands.pool import run as build_pool
 from challenge.errors import ChallengeError
 from challenge.pool import write_stand_in
 from challenge.reports.result import format_result
+from challenge.scoring.compare import CONFIDENCES_FILE, read_confidences
 from challenge.scoring.scorer import score_submission
 from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
 
@@ -229,8 +231,47 @@ def test_same_submission_seeds_and_pool_give_identical_numbers(tiny_pool: None, 
     assert first["timing"]["reused_runs"] == second["timing"]["reused_runs"] == 0
     for key in ("status", "score", "examples", "settings", "pool"):
         assert first[key] == second[key], key
+    assert _scored_numbers(first)["runs"] == _scored_numbers(second)["runs"]
+
+
+def _scored_numbers(result: dict) -> dict:
     measured = ("cost", "cost_fraction")  # CPU seconds: the one thing in a run that is measured, not computed
-    assert [{k: v for k, v in r.items() if k not in measured} for r in first["runs"]] == [{k: v for k, v in r.items() if k not in measured} for r in second["runs"]]
+    return {"score": result["score"], "examples": result["examples"], "runs": [{k: v for k, v in r.items() if k not in measured} for r in result["runs"]]}
+
+
+@pytest.mark.parametrize("name", ["sleeps_a_little.py", "rewrites_earlier_run.py"])
+def test_evaluating_alongside_the_child_gives_the_bits_of_evaluating_after_it(tiny_pool: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The judge evaluates run i while the child runs i + 1 (on a spare core); the numbers are those of
+    evaluating after the child, also when the child rewrites a run's weights after they were evaluated."""
+    if name == "sleeps_a_little.py":
+        submission = tmp_path / name
+        submission.write_text("import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(0.5)\n")
+    else:
+        submission = SUBMISSIONS / name
+    import challenge.scoring.scorer as scorer
+
+    alongside = score(tmp_path / "alongside", submission, "scorer.fresh=true")
+    monkeypatch.setattr(scorer, "spare_core", lambda settings: False)
+    after = score(tmp_path / "after", submission, "scorer.fresh=true")
+    assert alongside["status"] == after["status"] == "scored", (alongside["message"], after["message"])
+    assert alongside["timing"]["evaluation_alongside"]["runs"] >= 2  # runs 0 and 1 at least: each run sleeps 0.5 s
+    assert "evaluation_alongside" not in after["timing"]
+    assert _scored_numbers(alongside) == _scored_numbers(after)
+    if name == "rewrites_earlier_run.py":  # run 0 was evaluated alongside before its classifier was zeroed: that evaluation did not count
+        unlearned = read_confidences(tmp_path / "alongside" / CONFIDENCES_FILE).unlearned
+        assert np.ptp(unlearned[0]) == 0 < np.ptp(unlearned[1])  # a zero classifier: one confidence for every image
+
+
+def test_what_the_child_leaves_for_weights_is_read_alongside_only_as_a_small_regular_file(tmp_path: Path) -> None:
+    """A FIFO would block the scorer's thread for ever, a link would read the scorer's own files."""
+    from challenge.scoring.alongside import _read_regular
+
+    (tmp_path / "weights.pt").write_bytes(b"x" * 100)
+    os.mkfifo(tmp_path / "fifo.pt")
+    (tmp_path / "link.pt").symlink_to(tmp_path / "weights.pt")
+    assert _read_regular(tmp_path / "weights.pt", 100) == b"x" * 100
+    assert [_read_regular(tmp_path / n, 100) for n in ("fifo.pt", "link.pt", "missing.pt")] == [None, None, None]
+    assert _read_regular(tmp_path / "weights.pt", 99) is None
 
 
 @pytest.mark.slow

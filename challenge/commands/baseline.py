@@ -130,7 +130,7 @@ def score_all(plain: dict[str, Any], files: dict[str, Path], out: Path, workers:
     """Every baseline through the real scorer and sandbox; the longest (budget-exempt) ones start first."""
     order = sorted(files, key=lambda name: not budget_exempt(files[name]))
     jobs = [(plain, name, str(files[name]), str(out / name)) for name in order]
-    progress = Progress("baseline", len(jobs), "method")
+    progress = Progress("baseline", len(jobs), "method", live=False)  # lines: the scorings write theirs to the same terminal
     progress.update(0, f"{workers} worker(s)")
 
     def scored(done: tuple[str, dict[str, Any], float]) -> None:

@@ -15,7 +15,7 @@ import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -142,7 +142,7 @@ def read_record(path: Path, index: int, keys: tuple[str, ...]) -> dict[str, floa
 
 
 # -- the returned models ---------------------------------------------------------------------------
-def load_weights(spec: NetSpec, path: Path, index: int) -> torch.nn.Module:
+def load_weights(spec: NetSpec, path: Path | IO[bytes], index: int) -> torch.nn.Module:
     """weights_only: a hostile file can describe tensors, never run code in the scorer."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -13,6 +13,7 @@ reused whole.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import shutil
@@ -37,6 +38,7 @@ from challenge.pool.reference import original_metrics
 from challenge.pool.reference import reference as pool_reference
 from challenge.reports.leaks import leaks
 from challenge.reports.progress import Progress
+from challenge.scoring.alongside import Alongside, spare_core
 from challenge.scoring.budget import Budget, read_calibration, retrain_plan
 from challenge.scoring.child import run_name
 from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, write_confidences
@@ -163,28 +165,34 @@ def startup_times(ready: Path, spawned: float) -> dict[str, float]:
 
 
 # -- evaluating the runs ---------------------------------------------------------------------------
-def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Tensor]) -> RunEval:
-    """Strict load into the architecture, finite outputs, then forget/retain/test; cached per run."""
+def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Tensor], early: Alongside | None = None) -> RunEval:
+    """Strict load into the architecture, finite outputs, then forget/retain/test; cached per run. An
+    evaluation done alongside the child counts when it was of the accepted weights' very bytes."""
     cache = work.evals / f"{run_name(index)}.npz"
     if cache.is_file():
         return read_eval(cache)
-    net = load_weights(ctx.spec, work.runs / f"{run_name(index)}.pt", index)
-    result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.settings.device)
+    weights = work.runs / f"{run_name(index)}.pt"
+    result = early.result(index, weights) if early else None
+    if result is None:
+        net = load_weights(ctx.spec, weights, index)
+        result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.settings.device)
     write_eval(cache, result)
     return result
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, params: Params, logs: dict[str, Path], timing: dict[str, Any]) -> dict[str, Any]:
+def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, params: Params, logs: dict[str, Path], timing: dict[str, Any],
+                 data: dict[str, torch.Tensor]) -> tuple[dict[str, Any], Alongside | None]:
     """Every run done, accepted and within the budget (reusing finished ones), or a Verdict.
 
-    Returns the budget section of the result; the child's own times go into `timing`.
+    Returns the budget section of the result and the evaluations done alongside the child (challenge.scoring.alongside);
+    the child's own times go into `timing`.
     """
     s = ctx.settings
     work.salvage()
     todo = [i for i in range(s.n_runs) if not work.usable(i, s)]
     timing["reused_runs"] = s.n_runs - len(todo)
-    outside = 0.0
+    outside, early = 0.0, None
     if todo:
         work.new_attempt()
         inputs, outputs = work.attempt / "inputs", work.attempt / "outputs"
@@ -194,10 +202,14 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
         before = sum(r["cost"] / run_budget(r, s) for i in range(s.n_runs) if i not in todo and (r := work.ledger(i)))
         (work.root / "calibration.json").unlink(missing_ok=True)  # this attempt prices its own runs
         on_run, progress = run_progress(work, submission, s, len(todo), before)
+        early = Alongside(ctx, outputs, todo, data, max_weights_bytes(ctx)) if spare_core(s) else None
         try:
-            outcome, ledger = supervise(box, todo, s, logs, before, on_run=on_run)
+            with early or contextlib.nullcontext():
+                outcome, ledger = supervise(box, todo, s, logs, before, on_run=on_run)
         finally:
             progress.close()
+        if early:
+            timing["evaluation_alongside"] = {"runs": len(early.done), "seconds": early.seconds}
         timing["child"], timing["child_seconds"] = {"stage_inputs": staged, **startup_times(outputs / "ready.json", spawned)}, outcome.seconds
         if ledger.calibration:
             write_atomic(work.root / "calibration.json", json.dumps(ledger.calibration))
@@ -215,7 +227,13 @@ def collect_runs(ctx: Context, work: Work, box: Sandbox, submission: Path, param
         raise Verdict("crashed", f"run {broken}'s record is unreadable")
     for key in RUN_TIMES:
         timing[f"run_{key}"] = [r[key] for r in records]
-    return budget_section(work, s, judge_budget(charges, outside, s), outside)
+    return budget_section(work, s, judge_budget(charges, outside, s), outside), early
+
+
+def max_weights_bytes(ctx: Context) -> int:
+    """The most a run's weights file may hold to be read alongside: a state dict of the architecture is
+    about the size of the original's file (its metadata aside), so anything far larger is not one."""
+    return 4 * ctx.pool.original_path.stat().st_size + 2**20
 
 
 def run_progress(work: Work, submission: Path, s: Settings, todo: int, before: float) -> tuple[Callable[[int, dict[str, Any]], None], Progress]:
@@ -291,11 +309,11 @@ def _score(ctx: Context, work: Work, submission: Path, params: Params, out_dir: 
     start = time.perf_counter()
     timing: dict[str, Any] = {}
     try:
-        budget = collect_runs(ctx, work, box, submission, params, logs, timing)
-        t = time.perf_counter()
         data = reference_tensors(ctx.dm, ctx.settings.device)
-        evals = [evaluate_run(ctx, work, i, data) for i in range(ctx.settings.n_runs)]
-        timing["evaluation_seconds"] = time.perf_counter() - t
+        budget, early = collect_runs(ctx, work, box, submission, params, logs, timing, data)
+        t = time.perf_counter()
+        evals = [evaluate_run(ctx, work, i, data, early) for i in range(ctx.settings.n_runs)]
+        timing["evaluation_seconds"] = time.perf_counter() - t  # what the scoring waited for after the child
     except Verdict as v:
         timing["total_seconds"] = time.perf_counter() - start
         calibration = read_calibration(work.root / "calibration.json")

@@ -1,0 +1,116 @@
+"""The judge's evaluation of each run while the child goes on with the next one.
+
+On a CPU the scorer's own work per run (a strict load, then forward passes over forget, retain and
+test) is a third or more of a one-epoch fine-tune: done after the child, it adds that much to every
+scoring. Done on a core the child does not use while the child runs, the scoring waits only for the
+last run's evaluation. Nothing about a verdict or a number changes:
+
+- the evaluation is the judge's own (`judge.load_weights`, `judge.evaluate`, the same thread count),
+  so its bits are those of an evaluation afterwards (tests/test_score.py checks it);
+- the child can still rewrite its outputs, so an evaluation counts only for the very bytes the scorer
+  accepts once the child has ended (their sha-256), and anything it raised is left for the judge to
+  raise again, in the judge's order (the child's end and the budget come first);
+- only on the CPU clock, with a core to spare: the child is charged its own CPU time, which work on
+  another core does not take from it. On a GPU a run is charged wall time on a device an evaluation
+  would share, so there the scorer waits as before (and evaluates at the GPU's speed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from challenge.scoring.child import run_name
+from challenge.scoring.judge import RunEval, evaluate, load_weights
+from challenge.training.recipe import set_threads
+
+_POLL = 0.05  # seconds between looks for the next finished run
+
+
+def spare_core(settings: Any) -> bool:
+    """Evaluate alongside only on the CPU clock and where the child's threads leave a core free."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return settings.device == "cpu" and cores >= 2 * settings.threads
+
+
+class Alongside:
+    """A thread that evaluates run i as soon as the child has written its record (after its weights)."""
+
+    def __init__(self, ctx: Any, outputs: Path, todo: list[int], data: dict[str, torch.Tensor], max_bytes: int):
+        self.ctx, self.outputs, self.todo, self.data, self.max_bytes = ctx, outputs, todo, data, max_bytes
+        self.done: dict[int, tuple[str, RunEval]] = {}
+        self.seconds = 0.0  # the thread's own time evaluating, beside the child
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="evaluate-alongside", daemon=True)
+
+    def __enter__(self) -> "Alongside":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """The child has ended: the evaluation under way finishes, no other starts (the judge does the rest)."""
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, index: int, weights: Path) -> RunEval | None:
+        """Run `index`'s evaluation, if it was of exactly the weights accepted at `weights`."""
+        got = self.done.get(index)
+        if got is None:
+            return None
+        blob = _read_regular(weights, self.max_bytes)
+        return got[1] if blob is not None and hashlib.sha256(blob).hexdigest() == got[0] else None
+
+    def _loop(self) -> None:
+        set_threads(self.ctx.settings.threads)  # a thread's own count: the bits depend on it
+        try:  # the child before the scorer, should the spare core get busy (Linux: a thread's own priority)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        for index in self.todo:
+            name = run_name(index)
+            while not (self.outputs / f"{name}.json").exists():
+                if self._stop.wait(_POLL):
+                    return
+            self._evaluate(index, self.outputs / f"{name}.pt")
+            if self._stop.is_set():
+                return
+
+    def _evaluate(self, index: int, weights: Path) -> None:
+        blob = _read_regular(weights, self.max_bytes)
+        if blob is None:
+            return
+        t = time.perf_counter()
+        s = self.ctx.settings
+        try:
+            net = load_weights(self.ctx.spec, io.BytesIO(blob), index)
+            result = evaluate(net, self.data, index, s.seed(index), s.eval_batch_size, s.device)
+        except Exception:  # noqa: BLE001 - a Verdict or worse: the judge meets it again, in its order
+            return
+        finally:
+            self.seconds += time.perf_counter() - t
+        self.done[index] = (hashlib.sha256(blob).hexdigest(), result)
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of a regular file of at most `max_bytes`; None for a link, a FIFO, a device or a giant,
+    which the child may leave where its weights should be (a FIFO would block the read for ever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        try:
+            return f.read(max_bytes + 1)
+        except OSError:
+            return None
