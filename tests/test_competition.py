@@ -22,7 +22,7 @@ import yaml
 from challenge.commands.competition import init
 from challenge.competition.bundle import COLUMNS, try_task, validate
 from challenge.competition.rules import Limits, in_transaction_checks
-from challenge.competition.store import Heartbeat, Store, migrate
+from challenge.competition.store import Heartbeat, Store, StoreLost, migrate
 from challenge.errors import ChallengeError
 from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
 from tests.postgres import PASSWORD, USER, Server, free_port
@@ -225,6 +225,59 @@ def test_heartbeat_reconnects_when_the_server_drops_its_connection(postgres: Ser
         assert store.claim("B", 1.5, 3) is None
     assert dropped == 1 and not beat.lost
     assert store.get(sid).worker == "A"
+
+
+def _drop_sessions(url: str, refuse: bool = False) -> None:
+    """End every other session of the database (a restart, a failover); `refuse`: and let none in again."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {'false' if refuse else 'true'}")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_store_lost_mid_command_is_one_line_and_keeps_what_was_stored(store_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: the server ends the session between two commands' statements; SQLite: another process
+    holds the write lock past the timeout. Either way one line naming the store and the fix, and the
+    submission stored before is there while the half-done one is not."""
+    new_competition(tmp_path, store_url)
+    queue(store_url, [("owls", "a.py", b"x = 1")])
+    store = Store(store_url, timeout=0.2)
+    if store_url.startswith("postgresql"):
+        _drop_sessions(store_url)
+    else:
+        holder = Store(store_url)
+        holder.conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreLost) as lost:
+        store.add("bats", "b.py", b"y = 2", "b" * 64, time.time(), in_transaction_checks(Limits(None, None)))
+    words = "terminating connection due to administrator command" if store_url.startswith("postgresql") else "database is locked"
+    assert str(lost.value).startswith(f"the competition store {store.where} stopped answering during the command (")
+    assert words in str(lost.value) and "then run the command again" in str(lost.value) and "\n" not in str(lost.value)
+    if not store_url.startswith("postgresql"):
+        holder.conn.execute("ROLLBACK")
+    assert [(r[0], r[2]) for r in rows(store_url).values()] == [("queued", 0)]  # owls' submission, and nothing of bats'
+
+
+def test_a_worker_reconnects_to_a_store_that_dropped_it_and_gives_up_after_a_lease(postgres: Server, tmp_path: Path) -> None:
+    from challenge.competition.worker import run as work
+
+    url = postgres.new_database()
+    cfg = compose_config("competition", [*new_competition(tmp_path, url), "competition.worker.lease_seconds=3"], tmp_path)
+    said: list[str] = []
+
+    def say(line: str, refuse: bool = False) -> None:
+        said.append(line)
+        if len(said) == 1:  # the worker's first line: it holds its connection, and is about to claim
+            _drop_sessions(url, refuse)
+
+    assert work(cfg, follow=False, say=say) == {}
+    assert "stopped answering during the command" in said[1] and said[2].startswith("reconnected to postgresql://") and "queue empty" in said[3]
+    said.clear()
+    with pytest.raises(ChallengeError, match=r"cannot reach the competition store .*not currently accepting connections.* \(gave up after reconnecting for 3 s, competition.worker.lease_seconds\)"):
+        work(cfg, follow=False, say=lambda line: say(line, refuse=True))
+    _drop_sessions(url)  # let connections in again
 
 
 # -- rules -------------------------------------------------------------------------------------------

@@ -275,6 +275,22 @@ def connect_problem(where: str, message: str) -> str:
     return f"cannot reach the competition store {where} ({first}): fix competition.store or the server"
 
 
+def lost_errors() -> tuple[type[BaseException], ...]:
+    """What a store raises when it stops answering mid-command: a server that went away or dropped this
+    connection (restart, failover, network), a SQLite file locked past the timeout or gone bad on disk."""
+    import psycopg
+
+    return (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def lost_problem(where: str, error: BaseException) -> str:
+    """One line for a store lost mid-command, with the engine's own words and the fix."""
+    words = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return (f"the competition store {where} stopped answering during the command ({words}): check that it is up and reachable "
+            "(the server, or the disk of a SQLite file), then run the command again; every change is one transaction, "
+            "so what was stored before is kept and a half-done change was not stored")
+
+
 def transient_errors() -> tuple[type[BaseException], ...]:
     """What a heartbeat waits out: a busy SQLite file, a PostgreSQL connection lost or refused."""
     import psycopg

@@ -16,15 +16,21 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from challenge.competition.engines import Engine, engine_for, transient_errors
+from challenge.competition.engines import Engine, engine_for, lost_errors, lost_problem, transient_errors
 from challenge.errors import ChallengeError
 
 STATUSES = ("queued", "running", "scored", "failed")
+
+
+class StoreLost(ChallengeError):
+    """The store stopped answering mid-command (challenge.competition.engines.lost_problem): one line, exit 2;
+    a worker reconnects instead (challenge.competition.worker)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,8 @@ class Store:
             raise ChallengeError(f"no competition database at {self.engine.where}: run `challenge competition init` (with the same competition=... and overrides) first")
         self.conn = self.engine.connect(timeout)
         try:
-            self.version = migrate(self.conn, self.engine, create=create)
+            with self._answering():
+                self.version = migrate(self.conn, self.engine, create=create)
         except BaseException:
             self.conn.close()
             raise
@@ -100,14 +107,28 @@ class Store:
         self.conn.close()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.conn.execute(self.engine.sql(sql), params)
+        with self._answering():
+            return self.conn.execute(self.engine.sql(sql), params)
+
+    @contextmanager
+    def _transaction(self, serial: bool = False) -> Iterator[None]:
+        with self._answering(), self.engine.transaction(self.conn, serial):
+            yield
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """The engine's error for a store lost mid-command, as StoreLost (nothing half-done is stored)."""
+        try:
+            yield
+        except lost_errors() as e:
+            raise StoreLost(lost_problem(self.where, e)) from None
 
     # -- submitting -------------------------------------------------------------------------------
     def add(self, team: str, filename: str, content: bytes, sha256: str, now: float, check: Callable[["Store", str, str, float], None]) -> int:
         """Insert a queued submission; `check(store, team, sha256, now)` runs inside the same
         transaction, so a refusal (ChallengeError) leaves nothing behind and two concurrent
         submissions cannot both slip under a quota."""
-        with self.engine.transaction(self.conn, serial=True):
+        with self._transaction(serial=True):
             check(self, team, sha256, now)
             row = self._run(
                 "INSERT INTO submissions (team, filename, sha256, content, submitted_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -131,7 +152,7 @@ class Store:
         another worker is claiming right now is skipped, not waited for.
         """
         now = time.time() if now is None else now
-        with self.engine.transaction(self.conn):
+        with self._transaction():
             while True:
                 row = self._run(
                     f"SELECT {_COLUMNS} FROM submissions WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) ORDER BY id LIMIT 1"
@@ -153,7 +174,7 @@ class Store:
 
     def renew(self, submission_id: int, worker: str, lease_seconds: float) -> bool:
         """False when the lease was lost (expired and taken over): the caller must not store a result."""
-        with self.engine.transaction(self.conn):
+        with self._transaction():
             cur = self._run(
                 "UPDATE submissions SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'",
                 (time.time() + lease_seconds, submission_id, worker),
@@ -162,7 +183,7 @@ class Store:
 
     def finish(self, submission_id: int, worker: str, status: str, verdict: str, message: str, results: dict[str, dict[str, Any]]) -> bool:
         """Verdict and every phase's result in one transaction, only while this worker holds the lease."""
-        with self.engine.transaction(self.conn):
+        with self._transaction():
             owner = self._run("SELECT worker, status FROM submissions WHERE id = ?" + self.engine.lock_row, (submission_id,)).fetchone()
             if tuple(owner or ()) != (worker, "running"):
                 return False
@@ -178,7 +199,7 @@ class Store:
 
     def release(self, submission_id: int, worker: str) -> None:
         """Give a claim back untouched (the scorer itself failed): it is queued again at once."""
-        with self.engine.transaction(self.conn):
+        with self._transaction():
             self._run(
                 "UPDATE submissions SET status = 'queued', worker = NULL, lease_until = NULL WHERE id = ? AND worker = ? AND status = 'running'",
                 (submission_id, worker),
@@ -214,12 +235,12 @@ class Store:
 
     # -- events ---------------------------------------------------------------------------------------
     def record(self, kind: str, detail: dict[str, Any]) -> None:
-        with self.engine.transaction(self.conn):
+        with self._transaction():
             self._run("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (time.time(), kind, json.dumps(detail)))
 
     def finalize(self) -> float:
         """Record the finalization, refused while submissions wait: every one must count or fail."""
-        with self.engine.transaction(self.conn, serial=True):
+        with self._transaction(serial=True):
             pending = self._run("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
             if pending:
                 raise ChallengeError(f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then finalize")
@@ -233,7 +254,8 @@ class Store:
 
     def integrity_check(self) -> str:
         """'ok', or the engine's list of problems (dangling references included)."""
-        return "; ".join(self.engine.problems(self.conn)) or "ok"
+        with self._answering():
+            return "; ".join(self.engine.problems(self.conn)) or "ok"
 
 
 class Heartbeat:

@@ -10,6 +10,7 @@ worker then claims, and the scorer's run cache lets it resume the runs the dead 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -21,7 +22,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from challenge.competition.phases import Phase, phase_config, phases
-from challenge.competition.store import Heartbeat, Store, Submission, worker_id
+from challenge.competition.store import Heartbeat, Store, StoreLost, Submission, worker_id
+from challenge.errors import ChallengeError
 from challenge.files import write_atomic
 
 
@@ -65,19 +67,44 @@ def run(cfg: DictConfig, follow: bool, say: Callable[[str], None] = print) -> Co
     outcomes: Counter = Counter()
     say(f"worker {me} (index {OmegaConf.select(cfg, 'competition.worker.index', default=0)}, CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}")
     while True:
-        sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
-        if sub is None:
-            if not follow:
-                break
-            time.sleep(settings.poll_seconds)
-            continue
-        outcome = process(cfg, store, sub, me, all_phases, settings)
-        outcomes[outcome] += 1
-        say(describe(store.get(sub.id), outcome))
+        try:
+            sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
+            if sub is None:
+                if not follow:
+                    break
+                time.sleep(settings.poll_seconds)
+                continue
+            outcome = process(cfg, store, sub, me, all_phases, settings)
+            outcomes[outcome] += 1
+            say(describe(store.get(sub.id), outcome))
+        except StoreLost as e:
+            say(f"worker {me}: {e}")
+            store = reconnect(store, settings.lease_seconds, say)
     done = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
     say(f"worker {me}: queue empty; {done}")
     store.close()
     return outcomes
+
+
+def reconnect(lost: Store, patience: float, say: Callable[[str], None]) -> Store:
+    """A new connection to a store that stopped answering, tried for up to a lease (by then the claims of
+    the worker are free again anyway). A submission it was scoring is claimed again once its lease ends,
+    and the scorer's cache gives its result back at once."""
+    with contextlib.suppress(Exception):
+        lost.close()
+    deadline, wait = time.monotonic() + patience, 1.0
+    while True:
+        try:
+            store = Store(lost.location)
+        except ChallengeError as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChallengeError(f"{e} (gave up after reconnecting for {patience:g} s, competition.worker.lease_seconds)") from None
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, 10.0)
+            continue
+        say(f"reconnected to {store.where}")
+        return store
 
 
 def process(cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases: list[Phase], settings: WorkerSettings) -> str:
