@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, UnsupportedInterpolationType
 
 from challenge.errors import ChallengeError
+from challenge.scoring.gpu import DEVICES
 
 
 class Rule(NamedTuple):
@@ -81,6 +82,21 @@ def check_values(cfg: DictConfig) -> None:
         problem = _problem(value, rule)
         if problem:
             raise ChallengeError(f"{key}={_show(value)}{_origin(cfg, key)} {problem}")
+    _check_device(cfg)
+
+
+def _check_device(cfg: DictConfig) -> None:
+    """`device` drives trainer.accelerator and scorer.device: a wrong one is said as `device`, not as either."""
+    value = OmegaConf.select(cfg, "device", default=_ABSENT, throw_on_missing=False)
+    if value is _ABSENT:
+        return
+    if value not in DEVICES:
+        raise ChallengeError(f"device={_show(value)}{_origin(cfg, 'device')} is not one of {', '.join(DEVICES)}: set device=auto (CUDA when present) or device=cpu")
+    if value == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ChallengeError("device=cuda but torch finds no CUDA device on this machine: set device=auto (CUDA when present) or device=cpu")
 
 
 def _problem(value: Any, rule: Rule) -> str | None:

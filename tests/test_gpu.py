@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
 import torch
 
 from challenge.errors import ChallengeError
@@ -151,6 +152,32 @@ def test_cuda_required_without_cuda_is_one_line_and_exit_2(tmp_path: Path) -> No
                 cwd=Path(__file__).resolve().parent.parent, env={"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")})
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == f"error: {NO_CUDA}"
+
+
+def test_one_device_setting_drives_the_pool_and_the_scorer_and_keys_pools_by_the_resolved_device(tmp_path: Path) -> None:
+    """`device` is where the pool's models train and are evaluated and where the judge evaluates, so the
+    reference outputs and the unlearned ones come from one device; a pool is keyed by the device it
+    resolves to, so pools built before the setting keep their fingerprints."""
+    from challenge.checks import check_values
+    from challenge.pool.folder import device_type, fingerprint_config
+
+    cpu = compose_config("score", [*TINY, "device=cpu"], tmp_path)
+    assert (cpu.trainer.accelerator, device_type(cpu), Settings.from_config(cpu).device) == ("cpu", "cpu", "cpu")
+    default = compose_config("score", TINY, tmp_path)
+    dm = instantiate(default.data)
+    dm.setup()
+    keyed = fingerprint_config(default, dm)
+    assert "accelerator" not in keyed["trainer"] and keyed["device"] == device_type(default)  # the device it resolves to keys the pool
+    if device_type(default) == "cpu":  # auto and cpu are one pool here
+        assert keyed == fingerprint_config(cpu, dm)
+    assert Settings.from_config(default).device == device_type(default).replace("mps", "cpu")
+    apart = compose_config("score", [*TINY, "device=cpu", "scorer.device=auto"], tmp_path)  # set apart on purpose: still possible
+    assert apart.trainer.accelerator == "cpu" and apart.scorer.device == "auto"
+    with pytest.raises(ChallengeError, match=r"^device=gpu is not one of auto, cpu, cuda: set device=auto \(CUDA when present\) or device=cpu$"):
+        check_values(compose_config("score", [*TINY, "device=gpu"], tmp_path))
+    if not torch.cuda.is_available():
+        with pytest.raises(ChallengeError, match=r"^device=cuda but torch finds no CUDA device on this machine: set device=auto"):
+            check_values(compose_config("pool", [*TINY, "device=cuda"], tmp_path))
 
 
 def test_the_device_line_of_a_plain_process_says_every_gpu_is_reachable(tmp_path: Path) -> None:

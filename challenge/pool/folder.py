@@ -81,8 +81,8 @@ def pool_models(cfg: DictConfig) -> int:
 
 
 def device_type(cfg: DictConfig) -> str:
-    """What `trainer.accelerator` resolves to on this machine, as Lightning picks it: where the pool's
-    models train and are evaluated (the judge evaluates returned models on scorer.device instead)."""
+    """What `trainer.accelerator` (the config's `device`) resolves to on this machine, as Lightning picks it:
+    where the pool's models train and are evaluated; the judge evaluates on scorer.device, the same `device`."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ("auto", "gpu"):
         return accelerator
