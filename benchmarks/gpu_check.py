@@ -32,7 +32,7 @@ def overrides(cuda: bool) -> list[str]:
 
 
 def scorer_overrides(cuda: bool, isolation: str) -> list[str]:
-    return [f"scorer.device={'cuda' if cuda else 'cpu'}", f"scorer.isolation={isolation}", "scorer.budget_fraction=0.5", "scorer.n_bootstrap=20"]
+    return [f"device={'cuda' if cuda else 'cpu'}", f"scorer.isolation={isolation}", "scorer.budget_fraction=0.5", "scorer.n_bootstrap=20"]
 
 
 def compose(name: str, args: list[str], out: Path):  # noqa: ANN201 - a DictConfig
