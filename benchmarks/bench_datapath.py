@@ -205,9 +205,13 @@ def projection(cache: str, train: dict[str, dict[str, float]], images: int) -> N
         where = f"{cores} single-thread processes" if device == "cpu" else "one GPU"
         print(f"  {device}: ResNet-18 trains {rate:,.0f} img/s, infers {infer:,.0f} img/s; one retrained model {model_s / 60:.1f} min")
         print(f"    pool of {size}: {pool_h:,.1f} h on {where} ({2 * pool_h:,.1f} h with the ceiling)")
-        print(f"    one submission at N={size}: template {size * (template_s + judge_s) / parallel / 3600:,.1f} h, "
-              f"a method using its whole budget (20% of a retrain) {size * (budget_s + judge_s) / 3600:,.1f} h; "
-              f"the scorer's part {size * judge_s / 3600:,.2f} h ({100 * judge_s / template_s:.0f}% of a template run)")
+        # One submission's runs follow one another in one child. On a CPU with a core to spare the judge evaluates
+        # run i beside run i + 1 (challenge.scoring.alongside), so the scoring waits for the last evaluation only.
+        waited = judge_s if device == "cpu" and cores >= 2 else size * judge_s
+        print(f"    one submission at N={size}: template {(size * template_s + waited) / 3600:,.1f} h, "
+              f"a method using its whole budget (20% of a retrain) {(size * budget_s + waited) / 3600:,.1f} h; "
+              f"the scorer's evaluation {size * judge_s / 3600:,.2f} h of work ({100 * judge_s / template_s:.0f}% of a template run), "
+              f"{'beside the runs' if waited == judge_s else 'after the runs'}")
 
 
 def main() -> None:
