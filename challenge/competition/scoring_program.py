@@ -24,10 +24,9 @@ from challenge.errors import ChallengeError, Verdict
 from challenge.files import write_json
 from challenge.scoring.child import run_name
 from challenge.scoring.judge import (
-    evaluate,
     judge_budget,
     judge_end,
-    load_weights,
+    judge_run,
     read_failure,
     reference_tensors,
     score,
@@ -91,7 +90,7 @@ def score_runs(res: Path, ref: Path) -> dict[str, float]:
     charged = judge_budget([ledger.runs[i] for i in range(s.n_runs)], ledger.outside_budgets, s)
     data = torch.load(ref / "reference.pt", map_location="cpu", weights_only=True)
     spec = NetSpec(**rules["spec"])
-    evals = [evaluate(load_weights(spec, runs / f"{run_name(i)}.pt", i), data, i, s.seed(i), s.eval_batch_size, s.device) for i in range(s.n_runs)]
+    evals = [judge_run(spec, runs / f"{run_name(i)}.pt", data, i, s) for i in range(s.n_runs)]
     pool = np.load(ref / "pool.npz")
     try:
         result, _ = score(evals, pool["confidences"], pool["retain_acc"], pool["test_acc"], s.n_bootstrap, s.first_seed)

@@ -5,7 +5,7 @@ test) is a third or more of a one-epoch fine-tune: done after the child, it adds
 scoring. Done on a core the child does not use while the child runs, the scoring waits only for the
 last run's evaluation. Nothing about a verdict or a number changes:
 
-- the evaluation is the judge's own (`judge.load_weights`, `judge.evaluate`, the same thread count),
+- the evaluation is the judge's own (`judge.judge_run`, the same thread count),
   so its bits are those of an evaluation afterwards (tests/test_score.py checks it);
 - the child can still rewrite its outputs, so an evaluation counts only for the very bytes the scorer
   accepts once the child has ended (their sha-256), and anything it raised is left for the judge to
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from challenge.scoring.child import run_name
-from challenge.scoring.judge import RunEval, evaluate, load_weights
+from challenge.scoring.judge import RunEval, judge_run
 from challenge.training.recipe import set_threads
 
 _POLL = 0.05  # seconds between looks for the next finished run
@@ -88,10 +88,8 @@ class Alongside:
         if blob is None:
             return
         t = time.perf_counter()
-        s = self.ctx.settings
         try:
-            net = load_weights(self.ctx.spec, io.BytesIO(blob), index)
-            result = evaluate(net, self.data, index, s.seed(index), s.eval_batch_size, s.device)
+            result = judge_run(self.ctx.spec, io.BytesIO(blob), self.data, index, self.ctx.settings)
         except Exception:  # noqa: BLE001 - a Verdict or worse: the judge meets it again, in its order
             return
         finally:

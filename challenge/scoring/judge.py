@@ -214,6 +214,13 @@ def evaluate(net: torch.nn.Module, data: dict[str, torch.Tensor], index: int, se
     return RunEval(index=index, seed=seed, **out)
 
 
+def judge_run(spec: NetSpec, weights: Path | IO[bytes], data: dict[str, torch.Tensor], index: int, settings: Any) -> RunEval:
+    """What the judge measures of one run's weights under these settings: the strict load, then the evaluation
+    (the local scorer, its evaluation alongside the child and the Codabench scoring program all call this)."""
+    net = load_weights(spec, weights, index)
+    return evaluate(net, data, index, settings.seed(index), settings.eval_batch_size, settings.device)
+
+
 def score(evals: list[RunEval], retrained: np.ndarray, retain_acc: Any, test_acc: Any, n_bootstrap: int, seed: int) -> tuple[dict[str, Any], ForgettingResult]:
     """The metric on the judge's own measurements, plus the membership-inference audit; the metric's
     result comes back too, for its per-example epsilons and its interval's replicates.

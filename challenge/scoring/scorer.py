@@ -45,10 +45,9 @@ from challenge.scoring.compare import CONFIDENCES_FILE, Confidences, draw_key, w
 from challenge.scoring.gpu import gpu_for
 from challenge.scoring.judge import (
     RunEval,
-    evaluate,
     judge_budget,
     judge_end,
-    load_weights,
+    judge_run,
     read_failure,
     read_record,
     reference_tensors,
@@ -174,8 +173,7 @@ def evaluate_run(ctx: Context, work: Work, index: int, data: dict[str, torch.Ten
     weights = work.runs / f"{run_name(index)}.pt"
     result = early.result(index, weights) if early else None
     if result is None:
-        net = load_weights(ctx.spec, weights, index)
-        result = evaluate(net, data, index, ctx.settings.seed(index), ctx.settings.eval_batch_size, ctx.settings.device)
+        result = judge_run(ctx.spec, weights, data, index, ctx.settings)
     write_eval(cache, result)
     return result
 
