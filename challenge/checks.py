@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, UnsupportedInterpolationType
 
 from challenge.errors import ChallengeError
-from challenge.scoring.gpu import DEVICES
+from challenge.scoring.gpu import resolve_device
 
 
 class Rule(NamedTuple):
@@ -86,17 +86,11 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def _check_device(cfg: DictConfig) -> None:
-    """`device` drives trainer.accelerator and scorer.device: a wrong one is said as `device`, not as either."""
+    """`device` drives trainer.accelerator and scorer.device: a wrong one is said as `device`, not as either.
+    `auto` is left to the commands, so that checking a config never imports torch to ask for CUDA."""
     value = OmegaConf.select(cfg, "device", default=_ABSENT, throw_on_missing=False)
-    if value is _ABSENT:
-        return
-    if value not in DEVICES:
-        raise ChallengeError(f"device={_show(value)}{_origin(cfg, 'device')} is not one of {', '.join(DEVICES)}: set device=auto (CUDA when present) or device=cpu")
-    if value == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ChallengeError("device=cuda but torch finds no CUDA device on this machine: set device=auto (CUDA when present) or device=cpu")
+    if value is not _ABSENT and value != "auto":
+        resolve_device(value, "device", f"{_show(value)}{_origin(cfg, 'device')}")
 
 
 def _problem(value: Any, rule: Rule) -> str | None:

@@ -56,10 +56,12 @@ class Gpu:
 CPU_LINE = "cpu: no GPU is passed in (no /dev/nvidia* bound, CUDA_VISIBLE_DEVICES empty)"
 
 
-def resolve_device(choice: str) -> str:
-    """`cpu` or `cuda`; `cuda` on a machine where torch sees no CUDA device is the user's error, in one line."""
+def resolve_device(choice: str, key: str = "scorer.device", shown: str | None = None) -> str:
+    """`cpu` or `cuda`; `cuda` on a machine where torch sees no CUDA device is the user's error, in one line
+    naming `key` (`device` when challenge.checks checks the config's own setting, `shown` its value there)."""
     if choice not in DEVICES:
-        raise ChallengeError(f"scorer.device={choice!r} is not one of {', '.join(DEVICES)}: set scorer.device=auto (CUDA when present) or cpu")
+        fix = "cpu" if key == "scorer.device" else f"{key}=cpu"
+        raise ChallengeError(f"{key}={shown or repr(choice)} is not one of {', '.join(DEVICES)}: set {key}=auto (CUDA when present) or {fix}")
     if choice == "cpu":
         return "cpu"
     import torch
@@ -68,7 +70,7 @@ def resolve_device(choice: str) -> str:
         return "cuda"
     if choice == "auto":
         return "cpu"
-    raise ChallengeError("scorer.device=cuda but torch finds no CUDA device on this machine: set scorer.device=auto (CUDA when present) or scorer.device=cpu")
+    raise ChallengeError(f"{key}=cuda but torch finds no CUDA device on this machine: set {key}=auto (CUDA when present) or {key}=cpu")
 
 
 def assigned() -> str:
