@@ -69,11 +69,9 @@ class Alongside:
         return got[1] if blob is not None and hashlib.sha256(blob).hexdigest() == got[0] else None
 
     def _loop(self) -> None:
-        set_threads(self.ctx.settings.threads)  # a thread's own count: the bits depend on it
-        try:  # the child before the scorer, should the spare core get busy (Linux: a thread's own priority)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        # A thread's own count: the bits depend on it. No lower priority for this thread: descheduled while it
+        # holds the GIL, it would stall the meter's polling in the main thread (a run's markers seen together, charged 0).
+        set_threads(self.ctx.settings.threads)
         for index in self.todo:
             name = run_name(index)
             while not (self.outputs / f"{name}.json").exists():
