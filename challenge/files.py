@@ -1,4 +1,4 @@
-"""The two file helpers every stage shares: whole-or-nothing writes, and content hashes.
+"""The file helpers every stage shares: whole-or-nothing writes, content hashes, and safe reads of what a child wrote.
 
 Caches, pools and scored runs are read by other processes at any moment and must survive a
 kill -9 or a lost node at any point, so every file the kit writes is written here: to a temporary
@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,3 +45,20 @@ def write_with(path: Path, save: Callable[[Path], None]) -> None:
 def content_hash(obj: Any, length: int = 16) -> str:
     """sha256 of canonical JSON (sorted keys; anything else as str): the same content, the same key."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of a regular file of at most `max_bytes`; None for a link, a FIFO, a device or a giant,
+    which a sandboxed child may leave where its outputs should be (a FIFO would block the read for ever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        try:
+            return f.read(max_bytes + 1)
+        except OSError:
+            return None

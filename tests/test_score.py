@@ -172,6 +172,54 @@ def test_a_run_slowed_by_machine_load_is_not_stopped_by_the_wall_clock(tiny_pool
     assert all(0.3 <= c <= 0.6 for c in r["budget"]["run_cost"]), r["budget"]["run_cost"]  # charged its CPU seconds, not the wait
 
 
+class _ScriptedTree:
+    """The CPU seconds a child's tree shows at each poll, set by the test: a loaded machine's late polls, exactly."""
+
+    cpu = 0.0
+
+    def cpu_seconds(self) -> float:
+        return self.cpu
+
+    def starved_seconds(self) -> float:
+        return 0.0
+
+
+def test_a_late_poll_charges_each_run_its_own_clocks_within_what_the_polls_allow(tmp_path: Path) -> None:
+    """The meter sees a marker only at its next poll: a poll delayed past the next run's start must not
+    charge that work to this run, nor two markers seen together charge 0; a forged or unreadable claim
+    stays within the polls' bounds, and the whole child's charge is the tree's, whatever the claims."""
+    from challenge.scoring.budget import Meter
+    from challenge.scoring.settings import Settings
+
+    settings = Settings(n_runs=5, first_seed=0, budget_fraction=0.2, budget_seconds=10.0, budget_cap=3.0, wall_slack=3.0,
+                        calibration_steps=3, startup_seconds=60.0, memory_mb=None, file_size_mb=None, log_cap_bytes=1000,
+                        n_bootstrap=0, isolation="none", threads=1, batch_size=64, eval_batch_size=256)
+    meter, tree = Meter(tmp_path, list(range(5)), settings), _ScriptedTree()
+
+    def poll(cpu: float, **markers: object) -> None:
+        for name, claim in markers.items():  # written since the last poll
+            path = tmp_path / name.replace("_", ".")
+            path.write_text(claim if isinstance(claim, str) else json.dumps({"cpu": claim, "monotonic": 0.0}))
+        tree.cpu = cpu
+        assert meter(tree) is None
+
+    (tmp_path / "calibration.json").write_text("{}")
+    poll(0.2)  # the import: the charge starts here
+    poll(1.0, **{"run-0000_start": 1.05})
+    poll(1.6)
+    poll(3.0, **{"run-0000_end": 2.05, "run-0001_start": 2.9})  # late: run 1 had begun
+    poll(3.5, **{"run-0001_end": 3.4})
+    poll(4.1, **{"run-0002_start": 3.6, "run-0002_end": 4.0})  # both at once
+    poll(4.3, **{"run-0003_start": -100.0})  # a forged start: run 3 would cost 104 s
+    poll(5.0, **{"run-0003_end": 4.9, "run-0004_start": "not json"})
+    poll(5.6)
+    (tmp_path / "run-0004.end").write_text(json.dumps({"cpu": 5.7, "monotonic": 0.0}))  # after the last poll
+    meter.settle()
+    costs = [round(meter.records[i]["cost"], 6) for i in range(5)]
+    assert costs == [1.0, 0.5, 0.4, 0.9, 0.6]  # claims, but run 3's clamped to the polls, run 4's poll-based
+    assert sum(costs) + meter.outside_budgets() * 10.0 == pytest.approx(5.6 - 0.2)
+
+
 def test_raised_traceback_is_in_the_log(runtime_results: dict[str, dict]) -> None:
     log = Path(runtime_results["raises.py"]["logs"]["stderr"]).read_text()
     assert "ZeroDivisionError" in log and 'line 6, in unlearning' in log
@@ -264,14 +312,14 @@ def test_evaluating_alongside_the_child_gives_the_bits_of_evaluating_after_it(ti
 
 def test_what_the_child_leaves_for_weights_is_read_alongside_only_as_a_small_regular_file(tmp_path: Path) -> None:
     """A FIFO would block the scorer's thread for ever, a link would read the scorer's own files."""
-    from challenge.scoring.alongside import _read_regular
+    from challenge.files import read_regular
 
     (tmp_path / "weights.pt").write_bytes(b"x" * 100)
     os.mkfifo(tmp_path / "fifo.pt")
     (tmp_path / "link.pt").symlink_to(tmp_path / "weights.pt")
-    assert _read_regular(tmp_path / "weights.pt", 100) == b"x" * 100
-    assert [_read_regular(tmp_path / n, 100) for n in ("fifo.pt", "link.pt", "missing.pt")] == [None, None, None]
-    assert _read_regular(tmp_path / "weights.pt", 99) is None
+    assert read_regular(tmp_path / "weights.pt", 100) == b"x" * 100
+    assert [read_regular(tmp_path / n, 100) for n in ("fifo.pt", "link.pt", "missing.pt")] == [None, None, None]
+    assert read_regular(tmp_path / "weights.pt", 99) is None
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 import threading
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import torch
 
+from challenge.files import read_regular
 from challenge.scoring.child import run_name
 from challenge.scoring.judge import RunEval, judge_run
 from challenge.training.recipe import set_threads
@@ -65,7 +65,7 @@ class Alongside:
         got = self.done.get(index)
         if got is None:
             return None
-        blob = _read_regular(weights, self.max_bytes)
+        blob = read_regular(weights, self.max_bytes)
         return got[1] if blob is not None and hashlib.sha256(blob).hexdigest() == got[0] else None
 
     def _loop(self) -> None:
@@ -82,7 +82,7 @@ class Alongside:
                 return
 
     def _evaluate(self, index: int, weights: Path) -> None:
-        blob = _read_regular(weights, self.max_bytes)
+        blob = read_regular(weights, self.max_bytes)
         if blob is None:
             return
         t = time.perf_counter()
@@ -93,20 +93,3 @@ class Alongside:
         finally:
             self.seconds += time.perf_counter() - t
         self.done[index] = (hashlib.sha256(blob).hexdigest(), result)
-
-
-def _read_regular(path: Path, max_bytes: int) -> bytes | None:
-    """The bytes of a regular file of at most `max_bytes`; None for a link, a FIFO, a device or a giant,
-    which the child may leave where its weights should be (a FIFO would block the read for ever)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-            return None
-        try:
-            return f.read(max_bytes + 1)
-        except OSError:
-            return None

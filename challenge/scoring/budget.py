@@ -26,9 +26,10 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from challenge.data.batches import batches_per_epoch
+from challenge.files import read_regular
 
 CALIBRATION_FILE = "calibration.json"  # the child's answer, taken away by the meter before the import
 
@@ -157,11 +158,60 @@ def read_calibration(path: Path) -> dict[str, Any] | None:
 
 
 # -- the meter ---------------------------------------------------------------------------------------
+class Reading(NamedTuple):
+    """One poll: the tree's CPU seconds, the wall clock less its waits for a CPU, and those waits."""
+
+    cpu: float
+    now: float
+    starved: float
+
+
+@dataclass
+class Mark:
+    """A marker as the meter saw it: written after the poll `before`, seen at `after`, with the child's clocks then."""
+
+    before: Reading
+    after: Reading
+    claim: dict[str, float] | None
+
+    def seen(self, key: str) -> float:
+        """The reading at the poll that saw the marker (the last one, for a marker seen after the child's end)."""
+        value = getattr(self.after, key)
+        return value if math.isfinite(value) else getattr(self.before, key)
+
+    def span(self, end: Mark, key: str) -> float:
+        """From this marker to `end` on one clock: the child's claim, kept within what the four polls allow."""
+        least = max(0.0, getattr(end.before, key) - getattr(self.after, key))
+        most = getattr(end.after, key) - getattr(self.before, key)
+        if self.claim is None or end.claim is None:  # nothing to go by but the polls that saw the markers
+            claim = end.seen(key) - self.seen(key)
+        elif key == "cpu":
+            claim = end.claim["cpu"] - self.claim["cpu"]
+        else:  # the child's monotonic clock, less its waits for a CPU between the polls that saw the markers
+            claim = end.claim["monotonic"] - self.claim["monotonic"] - max(0.0, end.after.starved - self.after.starved)
+        return min(max(claim, least), most)
+
+
+def _claimed(path: Path) -> dict[str, float] | None:
+    """The clocks the child wrote in a marker (see child.clocks), or None for anything else it may have left."""
+    blob = read_regular(path, 1_000)
+    try:
+        raw = json.loads(blob or b"")
+        claim = {k: float(raw[k]) for k in ("cpu", "monotonic")}
+    except (ValueError, KeyError, TypeError):
+        return None
+    return claim if all(math.isfinite(v) for v in claim.values()) else None
+
+
 class Meter:
     """The watchdog that charges a child's runs: polled by Sandbox.run with the child's process tree.
 
     Run i lasts from its `.start` to its `.end` marker (the child writes them around the call);
     the charge since the import is also kept, so that work done outside the markers still counts.
+    A marker is seen only at the next poll, which a loaded machine can delay by a second: a run is
+    then charged the child's own clocks written in its markers, held within what the polls on either
+    side of each marker allow (a forged claim moves a run's charge no further than that, and the
+    whole submission's charge not at all).
     `on_run(index, record)` is called when a run ends. When the child has priced a retrain, the
     meter takes the file away: the child waits for that before importing the submission, so
     participant code never sees the file it could rewrite, and the charge starts there.
@@ -179,13 +229,18 @@ class Meter:
         self.cpu_at_import: float | None = None
         self.run_cpu = self.run_wall = 0.0
         self.since = self.now = time.monotonic()
+        self.starved = 0.0
+        self.prev = Reading(0.0, self.now, 0.0)  # the poll before this one
+        self.started: Mark | None = None
         self.records: dict[int, dict[str, float]] = {}
         self.cpu = 0.0
         self.calibration: dict[str, Any] | None = None
 
     def __call__(self, tree: Any) -> str | None:
         # The wall clock, less the time the child waited for a CPU (load it did not cause).
-        self.now = now = time.monotonic() - tree.starved_seconds()
+        self.prev = Reading(self.cpu, self.now, self.starved)
+        self.starved = tree.starved_seconds()
+        self.now = now = time.monotonic() - self.starved
         self.cpu = cpu = tree.cpu_seconds()
         self._take_calibration(cpu)
         stopped = self._advance(cpu, now)
@@ -206,7 +261,10 @@ class Meter:
     def _clock(self, cpu: float, now: float) -> float:
         return cpu if self.budget is None or self.budget.clock == "cpu" else now
 
-    def _advance(self, cpu: float, now: float) -> str | None:
+    def _advance(self, cpu: float, now: float, final: bool = False) -> str | None:
+        here = Reading(cpu, now, self.starved)
+        # A marker seen now was written after the previous poll; one seen after the child's end, after the last.
+        before, after = (here, Reading(math.inf, math.inf, self.starved)) if final else (self.prev, here)
         while self.pos < len(self.todo):
             name = self.names[self.pos]
             if not self.running:
@@ -214,10 +272,13 @@ class Meter:
                     return None
                 if self.budget is None:
                     return "the submission's runs began before the kit had priced a retrain (it wrote the kit's own markers)"
+                self.started = Mark(before, after, _claimed(self.outputs / f"{name}.start"))
                 self.running, self.run_cpu, self.run_wall, self.since = True, self._clock(cpu, now), now, now
             if not (self.outputs / f"{name}.end").exists():
                 return None
-            record = {"cost": self._clock(cpu, now) - self.run_cpu, "wall": now - self.run_wall, "budget": self.budget.per_run,
+            start, end = self.started, Mark(before, after, _claimed(self.outputs / f"{name}.end"))
+            wall = start.span(end, "now")
+            record = {"cost": start.span(end, "cpu") if self.budget.clock == "cpu" else wall, "wall": wall, "budget": self.budget.per_run,
                       "retrain_seconds": self.budget.retrain_seconds, "clock": self.budget.clock}
             self.records[self.todo[self.pos]] = record
             if self.on_run:
@@ -256,7 +317,7 @@ class Meter:
 
     def settle(self) -> None:
         """After the child's end: the markers written since the last poll, at the last reading."""
-        self._advance(self.cpu, self.now)
+        self._advance(self.cpu, self.now, final=True)
 
     def outside_budgets(self) -> float:
         """What this child charged outside its runs (import, the kit's loading and saving), in budgets."""

@@ -7,7 +7,7 @@ retain/forget/val tensors) and answers only through files, which the scorer vali
   calibration.json        the price of a retrain here (challenge.scoring.budget), timed before the import;
                           the child waits until the scorer has taken it away, then imports the file
   ready.json              the inputs and the submission are loaded (with wall-clock stamps)
-  run-XXXX.start, .end    run XXXX began / unlearning() returned: the scorer charges the run between them
+  run-XXXX.start, .end    run XXXX began / unlearning() returned, with the child's clocks: the scorer charges the run between them
   run-XXXX.pt, .json      the run's state dict (tensors only) and its times, each written atomically
   failure.json            {status, message, traceback} when the submission broke the contract
 
@@ -208,7 +208,7 @@ class Runner:
         net = copy.deepcopy(self.original)
         args = loaders(self.parts, self.batch_size, seed)
         torch.set_grad_enabled(True)
-        write_json(self.outputs / f"{name}.start", {"seed": seed})  # the scorer charges the run from here
+        write_json(self.outputs / f"{name}.start", {"seed": seed, **clocks()})  # the scorer charges the run from here
         t1 = time.perf_counter()
         try:
             returned = self.unlearning(net, *args)
@@ -217,7 +217,7 @@ class Runner:
         except BaseException as e:  # noqa: BLE001 - the participant's fault, whatever it is
             raise _rejection(e, f"in run {index}", self.source) from None
         t2 = time.perf_counter()
-        write_json(self.outputs / f"{name}.end", {})  # ... to here
+        write_json(self.outputs / f"{name}.end", clocks())  # ... to here
         self.save(returned, net, index)
         t3 = time.perf_counter()
         check_leftovers(index)
@@ -236,6 +236,15 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - a returned module whose state cannot even be read
             raise Rejected("not_a_model", f"run {index}: the returned model's state_dict() failed ({type(e).__name__}: {e})") from None
         write_with(self.outputs / f"{run_name(index)}.pt", lambda tmp: torch.save(state, tmp))
+
+
+def clocks() -> dict[str, float]:
+    """This process's own clocks, for the scorer's meter: it sees a marker only at its next poll, which
+    machine load can delay, and takes these readings where they lie between the polls around the marker."""
+    import resource
+
+    used = sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # as /proc's stat counts
+    return {"cpu": used, "monotonic": time.monotonic()}
 
 
 def check_leftovers(index: int, grace: float = 2.0) -> None:
