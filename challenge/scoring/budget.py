@@ -228,22 +228,20 @@ class Meter:
         self.pos, self.running = 0, False
         self.cpu_at_import: float | None = None
         self.run_cpu = self.run_wall = 0.0
-        self.since = self.now = time.monotonic()
-        self.starved = 0.0
-        self.prev = Reading(0.0, self.now, 0.0)  # the poll before this one
+        self.since = time.monotonic()
+        self.last = self.prev = Reading(0.0, self.since, 0.0)  # this poll's reading, and the one before
         self.started: Mark | None = None
         self.records: dict[int, dict[str, float]] = {}
-        self.cpu = 0.0
         self.calibration: dict[str, Any] | None = None
 
     def __call__(self, tree: Any) -> str | None:
         # The wall clock, less the time the child waited for a CPU (load it did not cause).
-        self.prev = Reading(self.cpu, self.now, self.starved)
-        self.starved = tree.starved_seconds()
-        self.now = now = time.monotonic() - self.starved
-        self.cpu = cpu = tree.cpu_seconds()
+        starved = tree.starved_seconds()
+        now = time.monotonic() - starved
+        cpu = tree.cpu_seconds()
+        self.prev, self.last = self.last, Reading(cpu, now, starved)
         self._take_calibration(cpu)
-        stopped = self._advance(cpu, now)
+        stopped = self._advance()
         if stopped:
             return stopped
         return self._over(cpu, now)
@@ -261,10 +259,10 @@ class Meter:
     def _clock(self, cpu: float, now: float) -> float:
         return cpu if self.budget is None or self.budget.clock == "cpu" else now
 
-    def _advance(self, cpu: float, now: float, final: bool = False) -> str | None:
-        here = Reading(cpu, now, self.starved)
+    def _advance(self, final: bool = False) -> str | None:
+        cpu, now, starved = here = self.last
         # A marker seen now was written after the previous poll; one seen after the child's end, after the last.
-        before, after = (here, Reading(math.inf, math.inf, self.starved)) if final else (self.prev, here)
+        before, after = (here, Reading(math.inf, math.inf, starved)) if final else (self.prev, here)
         while self.pos < len(self.todo):
             name = self.names[self.pos]
             if not self.running:
@@ -292,7 +290,7 @@ class Meter:
         if b is None or self.cpu_at_import is None:
             return self.charged_before
         if b.clock == "cpu":
-            spent = self.cpu - self.cpu_at_import
+            spent = self.last.cpu - self.cpu_at_import
         else:  # wall clock: time between runs is the kit's loading and saving, charged to nobody
             spent = sum(r["cost"] for r in self.records.values()) + (now - self.run_wall if self.running else 0.0)
         return self.charged_before + spent / b.per_run
@@ -317,14 +315,14 @@ class Meter:
 
     def settle(self) -> None:
         """After the child's end: the markers written since the last poll, at the last reading."""
-        self._advance(self.cpu, self.now, final=True)
+        self._advance(final=True)
 
     def outside_budgets(self) -> float:
         """What this child charged outside its runs (import, the kit's loading and saving), in budgets."""
         if self.budget is None or self.cpu_at_import is None or self.budget.clock != "cpu":
             return 0.0
         in_runs = sum(r["cost"] for r in self.records.values())
-        return max(0.0, self.cpu - self.cpu_at_import - in_runs) / self.budget.per_run
+        return max(0.0, self.last.cpu - self.cpu_at_import - in_runs) / self.budget.per_run
 
 
 def _mean_text(records: dict[int, dict[str, float]], done: int) -> str:
