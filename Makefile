@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps baseline test test-all bench gpu-wheels gpu-check clean
+.PHONY: help install system-deps lint format baseline test test-all bench gpu-wheels gpu-check clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,13 +24,21 @@ system-deps: ## OS packages for the sandbox and browser tests (bubblewrap, chrom
 baseline: install system-deps ## Build data, original model and reference pool, score every baseline, print the leaderboard
 	$(BIN)/challenge baseline
 
-test: install system-deps ## Run the test suite (slow end-to-end tests excluded)
+lint: install ## ruff: lint and layout (pyproject.toml's [tool.ruff]); `make format` fixes what it can
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Lay the code out as `make lint` wants it (ruff format, import order)
+	$(BIN)/ruff check --select I --fix .
+	$(BIN)/ruff format .
+
+test: install system-deps lint ## Lint, then run the test suite (slow end-to-end tests excluded)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: install system-deps ## Run every test, slow ones included
+test-all: install system-deps lint ## Lint, then run every test, slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install ## Print speed and memory figures (metric, training, sandbox)
+bench: install ## Print speed and memory figures (metric, training, data path, fresh runs, sandbox)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 GPU_WHEELS := benchmarks/gpu_wheels

@@ -30,7 +30,9 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     device = next(net.parameters()).device
     criterion = nn.CrossEntropyLoss()
     steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"]
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for batch in batches(retain_loader, steps):

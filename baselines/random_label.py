@@ -36,13 +36,19 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     n_classes = output_size(net, forget_loader, device)
     criterion = nn.CrossEntropyLoss()
     net.train()
-    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["forget_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=PARAMS["forget_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"]
+    )
     for batch in batches(forget_loader, PARAMS["forget_steps"]):
         optimizer.zero_grad()
-        criterion(net(batch["image"].to(device)), random_other_labels(batch["age_group"], n_classes).to(device)).backward()
+        criterion(
+            net(batch["image"].to(device)), random_other_labels(batch["age_group"], n_classes).to(device)
+        ).backward()
         optimizer.step()
     steps = max(1, round(PARAMS["retain_epochs"] * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["retain_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=PARAMS["retain_lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"]
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     for batch in batches(retain_loader, steps):
         optimizer.zero_grad()

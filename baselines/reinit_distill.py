@@ -83,7 +83,9 @@ def reinitialise_top(net, fraction):
 def distill_kl(student_logits, teacher_logits):
     """KL(teacher || student) on temperature-softened outputs, scaled by T^2 as in Hinton et al."""
     t = PARAMS["temperature"]
-    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+    return (
+        F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+    )
 
 
 def batches(loader, steps):

@@ -37,7 +37,9 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     n_classes = output_size(net, forget_loader, device)
     masks = saliency_masks(net, forget_loader, criterion, device)
     steps = max(1, round(PARAMS["epochs"] * len(retain_loader)))
-    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"]
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     net.train()
     for retain, forget in zip(batches(retain_loader, steps), batches(forget_loader, steps)):

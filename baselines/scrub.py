@@ -47,7 +47,9 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
     teacher = copy.deepcopy(net).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    optimizer = torch.optim.SGD(net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=PARAMS["lr"], momentum=PARAMS["momentum"], weight_decay=PARAMS["weight_decay"]
+    )
     forget_batches = batches(forget_loader, PARAMS["max_steps"])
     net.train()
     for i, batch in enumerate(batches(retain_loader, max(1, round(PARAMS["min_epochs"] * len(retain_loader))))):
@@ -58,7 +60,10 @@ def unlearning(net, retain_loader, forget_loader, val_loader):
                 step(optimizer, -distill_kl(net(images), teacher(images)))
         images, labels = batch["image"].to(device), batch["age_group"].to(device)
         logits = net(images)
-        step(optimizer, PARAMS["alpha"] * distill_kl(logits, teacher(images)) + PARAMS["gamma"] * F.cross_entropy(logits, labels))
+        step(
+            optimizer,
+            PARAMS["alpha"] * distill_kl(logits, teacher(images)) + PARAMS["gamma"] * F.cross_entropy(logits, labels),
+        )
     net.eval()
     return net
 
@@ -72,7 +77,9 @@ def step(optimizer, loss):
 def distill_kl(student_logits, teacher_logits):
     """KL(teacher || student) on temperature-softened outputs, scaled by T^2 as in Hinton et al."""
     t = PARAMS["temperature"]
-    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+    return (
+        F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+    )
 
 
 def batches(loader, steps):

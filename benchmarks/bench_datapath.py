@@ -32,8 +32,9 @@ from omegaconf import DictConfig, open_dict
 from challenge.cli import CONF_DIR
 from challenge.data.dataset import FaceData
 from challenge.pool.folder import device_type
-from challenge.scoring.child import compile_submission, load_submission, loaders
 from challenge.scoring.judge import evaluate, load_weights, reference_tensors
+from challenge.scoring.run import loaders
+from challenge.scoring.submission import compile_submission, load_submission
 from challenge.scoring.work import write_eval
 from challenge.training.net import NetSpec, logits_in_batches
 from challenge.training.recipe import fit, quiet_lightning, set_threads
@@ -87,22 +88,40 @@ def batch_speed(cache: str) -> None:
                 sync()
                 best = min(best, time.perf_counter() - t)
             rates[resident] = n / best
-        print(f"  {device:<4} DataLoader {rates[False]:>10,.0f}   resident {rates[True]:>12,.0f}   x{rates[True] / rates[False]:.1f}")
+        print(
+            f"  {device:<4} DataLoader {rates[False]:>10,.0f}   resident {rates[True]:>12,.0f}   "
+            f"x{rates[True] / rates[False]:.1f}"
+        )
 
 
 # -- 2. training -----------------------------------------------------------------------------------
 def train_speed(cache: str, epochs: int) -> dict[str, dict[str, float]]:
     """img/s of `fit` per device and model, for each path and layout; the new path's best feeds the projection."""
-    print(f"\ntraining, the kit's fit at 32x32, {epochs} epoch(s), img/s (CPU: {torch.get_num_threads()} thread, as the pool trains)")
-    print(f"  {'':<18}{'old NCHW':>10}{'new NCHW':>10}{'old NHWC':>10}{'new NHWC':>10}   new/old   NHWC/NCHW (new)   NHWC weights = NCHW weights")
+    print(
+        f"\ntraining, the kit's fit at 32x32, {epochs} epoch(s), img/s (CPU: {torch.get_num_threads()} thread, as the "
+        "pool trains)"
+    )
+    print(
+        f"  {'':<18}{'old NCHW':>10}{'new NCHW':>10}{'old NHWC':>10}{'new NHWC':>10}   new/old   NHWC/NCHW (new)   "
+        "NHWC weights = NCHW weights"
+    )
     best: dict[str, dict[str, float]] = {}
     for device in devices():
         for model in ("test_resnet", "resnet18"):
             rates, weights = {}, {}
             for channels_last in (False, True):
                 for resident in (False, True):
-                    cfg = config(cache, [f"model={model}", "data.source.resolution=32", f"trainer.max_epochs={epochs}", f"trainer.accelerator={device}",
-                                         f"model.channels_last={str(channels_last).lower()}", f"data.resident={str(resident).lower()}"])
+                    cfg = config(
+                        cache,
+                        [
+                            f"model={model}",
+                            "data.source.resolution=32",
+                            f"trainer.max_epochs={epochs}",
+                            f"trainer.accelerator={device}",
+                            f"model.channels_last={str(channels_last).lower()}",
+                            f"data.resident={str(resident).lower()}",
+                        ],
+                    )
                     dm = data(cfg)
                     if not rates:
                         fit(cfg, dm, "retain", seed=0, validate=False)  # warm-up: allocator, kernels
@@ -111,12 +130,17 @@ def train_speed(cache: str, epochs: int) -> dict[str, dict[str, float]]:
                         trained, took = fit(cfg, dm, "retain", seed=seed, validate=False)
                         seconds = min(seconds, took)
                     weights[channels_last] = trained.net.state_dict()
-                    rates[(resident, channels_last)] = len(dm.batches("retain", shuffle=True, drop_last=True)) * dm.batch_size * epochs / seconds
+                    rates[(resident, channels_last)] = (
+                        len(dm.batches("retain", shuffle=True, drop_last=True)) * dm.batch_size * epochs / seconds
+                    )
             cells = "".join(f"{rates[(r, c)]:>10,.0f}" for c in (False, True) for r in (False, True))
             gain = max(rates[(True, False)] / rates[(False, False)], rates[(True, True)] / rates[(False, True)])
             layout = rates[(True, True)] / rates[(True, False)]
             same = all(torch.equal(weights[False][k], weights[True][k]) for k in weights[False])
-            print(f"  {device + ' ' + model:<18}{cells}   x{gain:.2f}     x{layout:.2f}             {'yes' if same else 'no: NHWC changes the pool'}")
+            print(
+                f"  {device + ' ' + model:<18}{cells}   x{gain:.2f}     x{layout:.2f}             "
+                f"{'yes' if same else 'no: NHWC changes the pool'}"
+            )
             best.setdefault(device, {})[model] = max(rates[(True, False)], rates[(True, True)])
     return best
 
@@ -153,19 +177,29 @@ def scorer_overhead(cache: str, runs: int = 4) -> None:
         assert _same(results["before"], results["now"]), "the new evaluation changed the bits"
     n_eval = sum(len(dm.dataset(p)) for p in ("forget", "retain", "test"))
     template = times["template"] / runs
-    print(f"\nscorer's own work per run (default preset, {n_eval} forget+retain+test images, {torch.get_num_threads()} thread, on {device}),"
-          f" against the template's run ({len(parts['retain'])} retain images, 1 epoch): mean of {runs} runs")
+    print(
+        f"\nscorer's own work per run (default preset, {n_eval} forget+retain+test images, {torch.get_num_threads()} "
+        f"thread, on {device}),"
+        f" against the template's run ({len(parts['retain'])} retain images, 1 epoch): mean of {runs} runs"
+    )
     for label in ("before", "now"):
         per_run = times[label] / runs
-        print(f"  {label:<7}{per_run:>8.3f} s per run = {100 * per_run / template:5.1f}% of the template's {template:.3f} s")
+        print(
+            f"  {label:<7}{per_run:>8.3f} s per run = {100 * per_run / template:5.1f}% of the template's "
+            f"{template:.3f} s"
+        )
     print("  (the same bits before and now: checked on every run's forget confidences)")
-    print("  a scoring waits for little of it: on a CPU with a core to spare the judge evaluates run i while the child runs i + 1\n"
-          "  (challenge.scoring.alongside); bench_sandbox.py prints what a real N=16 scoring waited for")
+    print(
+        "  a scoring waits for little of it: on a CPU with a core to spare the judge evaluates run i while the child "
+        "runs i + 1\n"
+        "  (challenge.scoring.alongside); bench_sandbox.py prints what a real N=16 scoring waited for"
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in ("retain_acc", "forget_acc", "test_acc")) and all(
-        getattr(a, f).tobytes() == getattr(b, f).tobytes() for f in ("forget_conf", "forget_loss", "test_loss"))
+        getattr(a, f).tobytes() == getattr(b, f).tobytes() for f in ("forget_conf", "forget_loss", "test_loss")
+    )
 
 
 def eval_speed(cache: str, device: str, model: str) -> float:
@@ -192,8 +226,11 @@ def projection(cache: str, train: dict[str, dict[str, float]], images: int) -> N
     retain = images - test - val - forget
     epochs, size = int(cfg.trainer.max_epochs), int(cfg.pool.size)
     cores = os.cpu_count() or 1
-    print(f"\nthe full 2023 setting: {images:,} images at 32x32 (assumed CASIA-SURF size: 1,000 subjects x ~30 faces), "
-          f"retain {retain:,}, forget {forget}, test {test:,}; ResNet-18, {epochs} epochs, pool {size} (+{size} for the ceiling)")
+    print(
+        f"\nthe full 2023 setting: {images:,} images at 32x32 (assumed CASIA-SURF size: 1,000 subjects x ~30 faces), "
+        f"retain {retain:,}, forget {forget}, test {test:,}; ResNet-18, {epochs} epochs, pool {size} (+{size} for the "
+        "ceiling)"
+    )
     for device, models in train.items():
         rate, infer = models["resnet18"], eval_speed(cache, device, "resnet18")
         model_s = retain * epochs / rate + (retain + forget + test) / infer
@@ -203,25 +240,40 @@ def projection(cache: str, train: dict[str, dict[str, float]], images: int) -> N
         budget_s = 0.2 * retain * epochs / rate
         judge_s = (retain + forget + test) / infer
         where = f"{cores} single-thread processes" if device == "cpu" else "one GPU"
-        print(f"  {device}: ResNet-18 trains {rate:,.0f} img/s, infers {infer:,.0f} img/s; one retrained model {model_s / 60:.1f} min")
+        print(
+            f"  {device}: ResNet-18 trains {rate:,.0f} img/s, infers {infer:,.0f} img/s; one retrained model "
+            f"{model_s / 60:.1f} min"
+        )
         print(f"    pool of {size}: {pool_h:,.1f} h on {where} ({2 * pool_h:,.1f} h with the ceiling)")
         # One submission's runs follow one another in one child. On a CPU with a core to spare the judge evaluates
         # run i beside run i + 1 (challenge.scoring.alongside), so the scoring waits for the last evaluation only.
         waited = judge_s if device == "cpu" and cores >= 2 else size * judge_s
-        print(f"    one submission at N={size}: template {(size * template_s + waited) / 3600:,.1f} h, "
-              f"a method using its whole budget (20% of a retrain) {(size * budget_s + waited) / 3600:,.1f} h; "
-              f"the scorer's evaluation {size * judge_s / 3600:,.2f} h of work ({100 * judge_s / template_s:.0f}% of a template run), "
-              f"{'beside the runs' if waited == judge_s else 'after the runs'}")
+        print(
+            f"    one submission at N={size}: template {(size * template_s + waited) / 3600:,.1f} h, "
+            f"a method using its whole budget (20% of a retrain) {(size * budget_s + waited) / 3600:,.1f} h; "
+            f"the scorer's evaluation {size * judge_s / 3600:,.2f} h of work ({100 * judge_s / template_s:.0f}% of a "
+            "template run), "
+            f"{'beside the runs' if waited == judge_s else 'after the runs'}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=SURF_IMAGES, help=f"images of the CASIA-SURF-sized set to project for (default {SURF_IMAGES:,})")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=SURF_IMAGES,
+        help=f"images of the CASIA-SURF-sized set to project for (default {SURF_IMAGES:,})",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit (default 1)")
     args = parser.parse_args()
     quiet_lightning()
     set_threads(1)
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none here (GPU rows are printed only where one is present)"
+    gpu = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else "none here (GPU rows are printed only where one is present)"
+    )
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, GPU: {gpu}")
     with tempfile.TemporaryDirectory() as cache:
         batch_speed(cache)

@@ -29,26 +29,94 @@ class Command(NamedTuple):
     positional: str | None = None  # config key that a leading positional argument sets
     flags: str | None = None  # "module:function" adding argparse options; the target then takes (cfg, args)
     builds_model: bool = False  # check model.net.name before running (it imports timm: not for light commands)
-    prepare: str | None = None  # "module:function" taking (composed cfg, overrides), returning the overrides Hydra runs with
+    prepare: str | None = (
+        None  # "module:function" taking (composed cfg, overrides), returning the overrides Hydra runs with
+    )
 
 
 _COMPETITION = "challenge.commands.competition"
 COMMANDS: dict[str, Command] = {
-    "train": Command("challenge.commands.train:run", "train", "train the original model on all training images", builds_model=True),
-    "pool": Command("challenge.commands.pool:run", "pool", "build the reference pool: the original model and N models retrained without the forget set", builds_model=True),
-    "score": Command("challenge.commands.score:run", "score", "score a submission: run its unlearning() N times in a sandbox, compare with the pool", positional="submission", builds_model=True),
-    "baseline": Command("challenge.commands.baseline:run", "baseline", "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report", builds_model=True),
-    "data preview": Command("challenge.commands.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"),
-    "competition init": Command(f"{_COMPETITION}:init", "competition", "build each phase's original model and pool, create the competition database", flags=f"{_COMPETITION}:no_flags"),
-    "submit": Command(f"{_COMPETITION}:submit", "competition", "queue a submission: submit --team T FILE.py (prints its id)", flags=f"{_COMPETITION}:submit_flags"),
-    "worker": Command(f"{_COMPETITION}:worker", "competition", "score queued submissions on every phase until the queue is empty (--follow: keep waiting)", flags=f"{_COMPETITION}:worker_flags"),
-    "leaderboard": Command(f"{_COMPETITION}:leaderboard", "competition", "print the leaderboard (--html PATH: also write a static page)", flags=f"{_COMPETITION}:leaderboard_flags"),
-    "competition finalize": Command(f"{_COMPETITION}:finalize", "competition", "close the competition and reveal the private phase's ranking", flags=f"{_COMPETITION}:no_flags"),
-    "competition bundle": Command(f"{_COMPETITION}:bundle", "competition", "write a Codabench competition bundle (--out ZIP)", flags=f"{_COMPETITION}:bundle_flags"),
-    "stability": Command("challenge.commands.stability:run", "stability", "rankings across splits: stability RUN... or a sweep folder", flags="challenge.commands.stability:flags"),
-    "tune": Command("challenge.commands.tune:trial", "tune", "search a file's PARAMS with Optuna on a tuning split; writes best.json (tune.trials=N)",
-                    positional="submission", builds_model=True, prepare="challenge.commands.tune:prepare"),
-    "compare": Command("challenge.commands.compare:run", "compare", "paired comparison of two results on one pool: compare A/result.json B/result.json", flags="challenge.commands.compare:flags"),
+    "train": Command(
+        "challenge.commands.train:run", "train", "train the original model on all training images", builds_model=True
+    ),
+    "pool": Command(
+        "challenge.commands.pool:run",
+        "pool",
+        "build the reference pool: the original model and N models retrained without the forget set",
+        builds_model=True,
+    ),
+    "score": Command(
+        "challenge.commands.score:run",
+        "score",
+        "score a submission: run its unlearning() N times in a sandbox, compare with the pool",
+        positional="submission",
+        builds_model=True,
+    ),
+    "baseline": Command(
+        "challenge.commands.baseline:run",
+        "baseline",
+        "build data, original model and pool, score every baseline, print the leaderboard and write an HTML report",
+        builds_model=True,
+    ),
+    "data preview": Command(
+        "challenge.commands.preview:run", "preview", "write a contact sheet of the data (data=... to pick a dataset)"
+    ),
+    "competition init": Command(
+        f"{_COMPETITION}:init",
+        "competition",
+        "build each phase's original model and pool, create the competition database",
+        flags=f"{_COMPETITION}:no_flags",
+    ),
+    "submit": Command(
+        f"{_COMPETITION}:submit",
+        "competition",
+        "queue a submission: submit --team T FILE.py (prints its id)",
+        flags=f"{_COMPETITION}:submit_flags",
+    ),
+    "worker": Command(
+        f"{_COMPETITION}:worker",
+        "competition",
+        "score queued submissions on every phase until the queue is empty (--follow: keep waiting)",
+        flags=f"{_COMPETITION}:worker_flags",
+    ),
+    "leaderboard": Command(
+        f"{_COMPETITION}:leaderboard",
+        "competition",
+        "print the leaderboard (--html PATH: also write a static page)",
+        flags=f"{_COMPETITION}:leaderboard_flags",
+    ),
+    "competition finalize": Command(
+        f"{_COMPETITION}:finalize",
+        "competition",
+        "close the competition and reveal the private phase's ranking",
+        flags=f"{_COMPETITION}:no_flags",
+    ),
+    "competition bundle": Command(
+        f"{_COMPETITION}:bundle",
+        "competition",
+        "write a Codabench competition bundle (--out ZIP)",
+        flags=f"{_COMPETITION}:bundle_flags",
+    ),
+    "stability": Command(
+        "challenge.commands.stability:run",
+        "stability",
+        "rankings across splits: stability RUN... or a sweep folder",
+        flags="challenge.commands.stability:flags",
+    ),
+    "tune": Command(
+        "challenge.commands.tune:trial",
+        "tune",
+        "search a file's PARAMS with Optuna on a tuning split; writes best.json (tune.trials=N)",
+        positional="submission",
+        builds_model=True,
+        prepare="challenge.commands.tune:prepare",
+    ),
+    "compare": Command(
+        "challenge.commands.compare:run",
+        "compare",
+        "paired comparison of two results on one pool: compare A/result.json B/result.json",
+        flags="challenge.commands.compare:flags",
+    ),
 }
 # Hydra's own options a command with flags passes through untouched.
 _HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "--info", "-i", "--package", "-p"}
@@ -106,7 +174,11 @@ def parse_flags(name: str, cmd: Command, argv: list[str]) -> tuple[argparse.Name
     """The command's own options, and what is left for Hydra (key=value overrides, Hydra's flags)."""
     if cmd.flags is None:
         return None, argv
-    parser = _FlagParser(prog=f"challenge {name}", description=cmd.help, epilog="Any key=value argument is a Hydra override of the configs in conf/ (e.g. competition=my_comp).")
+    parser = _FlagParser(
+        prog=f"challenge {name}",
+        description=cmd.help,
+        epilog="Any key=value argument is a Hydra override of the configs in conf/ (e.g. competition=my_comp).",
+    )
     _load(cmd.flags)(parser)
     args, unknown = parser.parse_known_args([a for a in argv if not _is_override(a)])
     for i, arg in enumerate(unknown):
@@ -169,7 +241,11 @@ def _check_params(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     submission = OmegaConf.select(cfg, "submission", default=None, throw_on_missing=False)
-    if not isinstance(submission, str) or not (cfg.get("params") or cfg.get("params_file")) or not Path(submission).is_file():
+    if (
+        not isinstance(submission, str)
+        or not (cfg.get("params") or cfg.get("params_file"))
+        or not Path(submission).is_file()
+    ):
         return
     from challenge.scoring.params import resolve
 

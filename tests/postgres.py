@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 USER, PASSWORD = "challenge", "s3cret-pw"
@@ -25,9 +26,13 @@ class Unavailable(Exception):
 
 
 def binary(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version, reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version, reverse=True)), None
+    )
     if found is None:
-        raise Unavailable(f"PostgreSQL's {name} was not found (install Debian's postgresql package: `make system-deps` does as root)")
+        raise Unavailable(
+            f"PostgreSQL's {name} was not found (install Debian's postgresql package: `make system-deps` does as root)"
+        )
     return found
 
 
@@ -44,20 +49,76 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PREFIX = "challenge-pg-"
+
+
+def sweep_stale(root: Path, min_age_s: float = 600.0) -> list[Path]:
+    """Delete the folders of servers whose test session was killed: their `stop` never ran.
+
+    Each server lives in /tmp (its owner, `postgres`, cannot reach into pytest's private temp
+    folder), so a killed session would otherwise leave 150 MB behind every time.
+    """
+    removed = []
+    for folder in root.glob(f"{PREFIX}*"):
+        if time.time() - folder.stat().st_mtime < min_age_s or _running(folder / "data" / "postmaster.pid"):
+            continue  # one starting now, or one still serving another session
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except PermissionError:
+        return True  # alive, someone else's
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 class Server:
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="challenge-pg-"))
+        sweep_stale(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))
         self.port = free_port()
         self._names = itertools.count()
         pwfile = self.folder / "pw"
         pwfile.write_text(PASSWORD + "\n")
         self._as_owner = self._unprivileged(pwfile) if os.geteuid() == 0 else []
-        self._owner_run([binary("initdb"), "-D", str(self.folder / "data"), "-U", USER, f"--pwfile={pwfile}", "--auth=scram-sha-256",
-                         "-E", "UTF8", "--locale=C", "--no-sync"])
+        self._owner_run(
+            [
+                binary("initdb"),
+                "-D",
+                str(self.folder / "data"),
+                "-U",
+                USER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         # fsync off: a test server's data dies with it anyway, and the workers' durability is the store's
         # transactions, which the server keeps either way.
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._owner_run([binary("pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w", "-t", "60", "-o", options, "start"])
+        self._owner_run(
+            [
+                binary("pg_ctl"),
+                "-D",
+                str(self.folder / "data"),
+                "-l",
+                str(self.folder / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ]
+        )
 
     def _unprivileged(self, pwfile: Path) -> list[str]:
         """The folder handed to `postgres`, and the prefix that runs a command as that user."""

@@ -80,7 +80,7 @@ def fill_pool():
     pool = P.Pool(Path(args["root"]), args["config"])
     metrics = {part: {"acc": 0.5} for part in ("retain", "forget", "test")}
     wait_for_start()
-    for seed in P.claims(pool, args["n"]):
+    for (seed,) in P.claims(pool, args["n"]):
         time.sleep(0.002 + 0.004 * np.random.default_rng([os.getpid(), seed]).random())  # "training"
         pool.commit(P.make_entry(seed, 0.005, metrics, np.full(8, float(seed))))
         log("trained.jsonl", seed=seed)
@@ -139,7 +139,9 @@ sys.exit(0 if codes == [0] * len(codes) else 1)
 
 def _launch(mode: str, args: dict, logs: Path) -> tuple[list[int], dict[str, list[dict]]]:
     logs.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, "-c", LAUNCHER, mode, json.dumps(args), str(logs)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, mode, json.dumps(args), str(logs)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     workers = json.loads(r.stdout.strip().splitlines()[-1])["workers"]
     records = {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in logs.glob("*.jsonl")}
@@ -240,7 +242,9 @@ def test_four_workers_train_every_seed_once_and_delete_only_the_claims_they_hold
     wrong = [d for d in deletions if d["held"] is None or d["at_path"] != d["held"]]
     assert wrong == [], wrong  # no one deleted a claim file that was not the one it held
     deleted = {(Path(d["path"]).name, d["held"]) for d in deletions}
-    assert all((f"seed-{seed:06d}.claim", inode) in deleted for seed, inode in stale.items())  # taken over, then released
+    assert all(
+        (f"seed-{seed:06d}.claim", inode) in deleted for seed, inode in stale.items()
+    )  # taken over, then released
 
 
 @pytest.mark.slow  # about 30 s of racing processes; test_claims_are_exclusive_across_processes stays fast

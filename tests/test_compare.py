@@ -55,8 +55,18 @@ def test_each_sides_f_is_the_scorers_f_bit_for_bit() -> None:
     a, b = rng.normal(loc, 1.0, (N, K)), rng.normal(loc + 0.7, 1.2, (N, K))
     c = compare_forgetting(a, b, r, n_bootstrap=10)
     acc = [0.9] * N
-    fs = [evaluate_forgetting(u, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc,
-                              test_acc_retrained=acc, n_bootstrap=0).forget_quality for u in (a, b)]
+    fs = [
+        evaluate_forgetting(
+            u,
+            r,
+            retain_acc_unlearned=acc,
+            retain_acc_retrained=acc,
+            test_acc_unlearned=acc,
+            test_acc_retrained=acc,
+            n_bootstrap=0,
+        ).forget_quality
+        for u in (a, b)
+    ]
     assert (c.forget_quality_a, c.forget_quality_b) == tuple(fs)
     assert c.difference == fs[0] - fs[1]
 
@@ -72,11 +82,21 @@ def test_pairing_is_narrower_than_two_intervals_when_methods_are_close() -> None
     acc = [0.9] * N
     widths = []
     for u in (a, b):
-        lo, hi = evaluate_forgetting(u, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc,
-                                     test_acc_retrained=acc, n_bootstrap=50).forget_quality_ci
+        lo, hi = evaluate_forgetting(
+            u,
+            r,
+            retain_acc_unlearned=acc,
+            retain_acc_retrained=acc,
+            test_acc_unlearned=acc,
+            test_acc_retrained=acc,
+            n_bootstrap=50,
+        ).forget_quality_ci
         widths.append(hi - lo)
     lo, hi = compare_forgetting(a, b, r, n_bootstrap=50).difference_ci
-    assert hi - lo < 0.8 * float(np.hypot(*widths)), (hi - lo, widths)  # 0.33 of it here (0.68 when each side drew its own runs)
+    assert hi - lo < 0.8 * float(np.hypot(*widths)), (
+        hi - lo,
+        widths,
+    )  # 0.33 of it here (0.68 when each side drew its own runs)
 
 
 def test_the_comparison_is_seeded() -> None:
@@ -102,7 +122,9 @@ def test_kept_confidences_round_trip_and_refuse_other_pools(tmp_path: Path) -> N
     assert back.unlearned.dtype == back.retrained.dtype == np.float64 and back.pool_fingerprint == "pool-aaaa"
     np.testing.assert_array_equal(back.retrained, r)
     other = Confidences(a.unlearned, r, "pool-bbbb")
-    with pytest.raises(ChallengeError, match=r"^the results were scored on different pools \(pool-aaaa and pool-bbbb\)"):
+    with pytest.raises(
+        ChallengeError, match=r"^the results were scored on different pools \(pool-aaaa and pool-bbbb\)"
+    ):
         compare_kept(back, other)
     fewer = Confidences(a.unlearned[:8], r[:8], "pool-aaaa")
     with pytest.raises(ChallengeError, match=r"different retrained models \(16 and 8 of pool pool-aaaa\)"):
@@ -119,14 +141,27 @@ def test_kept_replicates_give_the_same_comparison_bit_for_bit_and_are_ignored_fo
     kept = []
     for name, shift in (("a", 0.3), ("b", 0.8)):
         u = rng.normal(loc + shift, 1.0, (N, K))
-        res = evaluate_forgetting(u, r, retain_acc_unlearned=acc, retain_acc_retrained=acc, test_acc_unlearned=acc,
-                                  test_acc_retrained=acc, n_bootstrap=40, seed=7)
+        res = evaluate_forgetting(
+            u,
+            r,
+            retain_acc_unlearned=acc,
+            retain_acc_retrained=acc,
+            test_acc_unlearned=acc,
+            test_acc_retrained=acc,
+            n_bootstrap=40,
+            seed=7,
+        )
         write_confidences(tmp_path / f"{name}.npz", Confidences(u, r, "pool-1", res.replicates, draw_key(7, 40)))
         kept.append(read_confidences(tmp_path / f"{name}.npz"))
     assert kept[0].draw == draw_key(7, 40) and len(kept[0].replicates) == 40
     bare = [replace(c, replicates=None, draw="") for c in kept]
     assert compare_kept(*kept, n_bootstrap=40, seed=7) == compare_kept(*bare, n_bootstrap=40, seed=7)
-    assert compare_kept(*kept, n_bootstrap=30, seed=7) == compare_kept(*bare, n_bootstrap=30, seed=7)  # other count: recomputed
+    assert compare_kept(*kept, n_bootstrap=30, seed=7) == compare_kept(
+        *bare, n_bootstrap=30, seed=7
+    )  # other count: recomputed
     wrong = [replace(kept[0], replicates=kept[0].replicates[::-1].copy()), kept[1]]  # used only where the draw matches
     assert compare_kept(*wrong, n_bootstrap=40, seed=8) == compare_kept(*bare, n_bootstrap=40, seed=8)
-    assert compare_kept(*wrong, n_bootstrap=40, seed=7).difference_ci != compare_kept(*kept, n_bootstrap=40, seed=7).difference_ci
+    assert (
+        compare_kept(*wrong, n_bootstrap=40, seed=7).difference_ci
+        != compare_kept(*kept, n_bootstrap=40, seed=7).difference_ci
+    )

@@ -13,6 +13,7 @@ import sys
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,11 +25,19 @@ from challenge.competition.bundle import COLUMNS, try_task, validate
 from challenge.competition.rules import Limits, in_transaction_checks
 from challenge.competition.store import Heartbeat, Store, StoreLost, migrate
 from challenge.errors import ChallengeError
+from challenge.scoring.result import Result
+from challenge.scoring.row import LeaderboardRow
 from tests.conftest import CHALLENGE, REPO, TINY, compose_config, run_cli
 from tests.postgres import PASSWORD, USER, Server, free_port
+from tests.results import make_result, make_score, rejected
 
 SUBMISSIONS = REPO / "tests" / "submissions"
-FAST_WORKERS = ["competition.worker.lease_seconds=6", "competition.worker.poll_seconds=1", "scorer.budget_seconds=10", "scorer.n_bootstrap=20"]
+FAST_WORKERS = [
+    "competition.worker.lease_seconds=6",
+    "competition.worker.poll_seconds=1",
+    "scorer.budget_seconds=10",
+    "scorer.n_bootstrap=20",
+]
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -46,7 +55,9 @@ def queue(store_url: str | Path, files: list[tuple[str, str, bytes]]) -> list[in
 
     store = Store(store_url)
     check = in_transaction_checks(Limits(None, None))
-    ids = [store.add(team, name, data, hashlib.sha256(data).hexdigest(), time.time(), check) for team, name, data in files]
+    ids = [
+        store.add(team, name, data, hashlib.sha256(data).hexdigest(), time.time(), check) for team, name, data in files
+    ]
     store.close()
     return ids
 
@@ -98,9 +109,10 @@ def test_migrations_run_once_and_a_newer_store_is_refused(store_url: str) -> Non
 CLAIMER = """
 import sys
 from challenge.competition.store import Store, worker_id
+from tests.results import make_result, make_score
 store, me = Store(sys.argv[1]), worker_id()
 while (sub := store.claim(me, 60, 3)) is not None:
-    assert store.finish(sub.id, me, "scored", "scored", "ok", {"public": {"status": "scored", "score": {"final_score": 0.5}}})
+    assert store.finish(sub.id, me, "scored", "scored", "ok", {"public": make_result(make_score(final_score=0.5))})
     print(sub.id, flush=True)
 """
 
@@ -108,7 +120,10 @@ while (sub := store.claim(me, 60, 3)) is not None:
 def test_claims_are_exclusive_across_processes(store_url: str, tmp_path: Path) -> None:
     new_competition(tmp_path, store_url)
     ids = queue(store_url, [(f"t{i % 5}", "x.py", f"# {i}".encode()) for i in range(40)])
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, store_url], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLAIMER, store_url], stdout=subprocess.PIPE, text=True, cwd=REPO)
+        for _ in range(4)
+    ]
     claimed = [int(line) for p in procs for line in p.communicate(timeout=300)[0].split()]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(claimed) == ids  # every submission once, none twice
@@ -125,11 +140,13 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_store(store_url: st
     assert (taken.id, taken.worker, taken.attempts) == (sid, "B", 2)
     assert not store.renew(sid, "A", 10)
     assert not store.finish(sid, "A", "scored", "scored", "late", {})
-    result = {"status": "raised", "zeta": [0.1, 1e-300], "alpha": {"b": None, "a": "é"}}
+    result = replace(rejected("raised", "boom é"), timing={"zeta": [0.1, 1e-300], "alpha": {"b": None, "a": "é"}})
     assert store.finish(sid, "B", "failed", "raised", "boom", {"public": result})
     assert store.get(sid).status == "failed" and store.content(sid) == b"x = 1" and store.integrity_check() == "ok"
     stored = store.results("public")[sid]
-    assert json.dumps(stored) == json.dumps(result)  # the scorer's JSON back as written: values, key order, float bits
+    assert (
+        stored == result and stored.to_json() == result.to_json()
+    )  # the scorer's result back as written: values, key order, float bits
 
 
 def test_a_submission_that_keeps_losing_its_worker_is_failed_not_retried(store_url: str, tmp_path: Path) -> None:
@@ -170,13 +187,20 @@ def bad_store_runs(cases: list[tuple[tuple[str, ...], str, str]], tmp_path: Path
 
     def attempt(i: int) -> subprocess.CompletedProcess:
         command, url, _ = cases[i]
-        overrides = [*TINY, f"competition.root={tmp_path}/comp{i}", f"competition.store={url}", f"hydra.run.dir={tmp_path}/run{i}"]
+        overrides = [
+            *TINY,
+            f"competition.root={tmp_path}/comp{i}",
+            f"competition.store={url}",
+            f"hydra.run.dir={tmp_path}/run{i}",
+        ]
         return run_cli(*command, *overrides, env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
 
     with ThreadPoolExecutor(max_workers=4) as ex:
         results = list(ex.map(attempt, range(len(cases))))
     for (command, url, message), r in zip(cases, results):
-        shown = "postgresql://" + url.split("//")[1].split(":")[0] + "@" + url.split("@")[1]  # the URL without its password
+        shown = (
+            "postgresql://" + url.split("//")[1].split(":")[0] + "@" + url.split("@")[1]
+        )  # the URL without its password
         assert (r.returncode, r.stderr) == (2, f"error: {message.format(shown)}\n"), command
         assert PASSWORD not in r.stderr + r.stdout and "not-the-password" not in r.stderr + r.stdout
     assert not list(tmp_path.glob("comp*")) and not (tmp_path / "cache" / "pools").exists()
@@ -192,22 +216,51 @@ def test_postgres_store_problems_are_one_line_exit_2_and_write_nothing(postgres:
     store = Store(wrong_version, create=True)
     store.conn.execute("UPDATE schema_version SET version = 7")
     store.close()
-    bad_store_runs([
-        (SUBMIT, f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp", REFUSED),
-        (SUBMIT, wrong_version.replace(PASSWORD, "not-the-password"),
-         "cannot reach the competition store {} (authentication failed): fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
-        (SUBMIT, wrong_version, "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point competition.store at a store of this kit's version"),
-        (("worker",), no_schema, "the competition store {} has no competition schema (version 0): run `challenge competition init` with the same competition.store first"),
-    ], tmp_path)
-    assert _sql(wrong_version, "SELECT COUNT(*) FROM submissions") == 0 and _sql(wrong_version, "SELECT version FROM schema_version") == 7
-    assert _sql(no_schema, "SELECT to_regclass('submissions')") is None and _sql(no_schema, "SELECT to_regclass('schema_version')") is None
+    bad_store_runs(
+        [
+            (SUBMIT, f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp", REFUSED),
+            (
+                SUBMIT,
+                wrong_version.replace(PASSWORD, "not-the-password"),
+                "cannot reach the competition store {} (authentication failed): fix the password in "
+                "competition.store's URL, PGPASSWORD or ~/.pgpass",
+            ),
+            (
+                SUBMIT,
+                wrong_version,
+                "the competition store {} has schema version 7, newer than this kit's 1: upgrade the kit, or point "
+                "competition.store at a store of this kit's version",
+            ),
+            (
+                ("worker",),
+                no_schema,
+                "the competition store {} has no competition schema (version 0): run `challenge competition init` "
+                "with the same competition.store first",
+            ),
+        ],
+        tmp_path,
+    )
+    assert (
+        _sql(wrong_version, "SELECT COUNT(*) FROM submissions") == 0
+        and _sql(wrong_version, "SELECT version FROM schema_version") == 7
+    )
+    assert (
+        _sql(no_schema, "SELECT to_regclass('submissions')") is None
+        and _sql(no_schema, "SELECT to_regclass('schema_version')") is None
+    )
 
 
 @pytest.mark.slow  # four more CLI runs; submit's copy of the same check is in the fast tests
 def test_every_competition_command_names_an_unreachable_store(tmp_path: Path) -> None:
     """init stops before building any pool."""
     url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/comp"
-    bad_store_runs([(command, url, REFUSED) for command in (("competition", "init"), ("worker",), ("leaderboard",), ("competition", "finalize"))], tmp_path)
+    bad_store_runs(
+        [
+            (command, url, REFUSED)
+            for command in (("competition", "init"), ("worker",), ("leaderboard",), ("competition", "finalize"))
+        ],
+        tmp_path,
+    )
 
 
 def test_heartbeat_reconnects_when_the_server_drops_its_connection(postgres: Server, tmp_path: Path) -> None:
@@ -220,7 +273,10 @@ def test_heartbeat_reconnects_when_the_server_drops_its_connection(postgres: Ser
     store.claim("A", 1.5, 3)
     with Heartbeat(url, sid, "A", 1.5) as beat:
         time.sleep(0.8)
-        dropped = store.conn.execute("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        dropped = store.conn.execute(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid "
+            "<> pg_backend_pid()"
+        ).fetchone()[0]
         time.sleep(2.0)  # longer than the lease: only a renewal after the drop keeps it
         assert store.claim("B", 1.5, 3) is None
     assert dropped == 1 and not beat.lost
@@ -252,7 +308,11 @@ def test_a_store_lost_mid_command_is_one_line_and_keeps_what_was_stored(store_ur
         holder.conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(StoreLost) as lost:
         store.add("bats", "b.py", b"y = 2", "b" * 64, time.time(), in_transaction_checks(Limits(None, None)))
-    words = "terminating connection due to administrator command" if store_url.startswith("postgresql") else "database is locked"
+    words = (
+        "terminating connection due to administrator command"
+        if store_url.startswith("postgresql")
+        else "database is locked"
+    )
     assert str(lost.value).startswith(f"the competition store {store.where} stopped answering during the command (")
     assert words in str(lost.value) and "then run the command again" in str(lost.value) and "\n" not in str(lost.value)
     if not store_url.startswith("postgresql"):
@@ -260,11 +320,15 @@ def test_a_store_lost_mid_command_is_one_line_and_keeps_what_was_stored(store_ur
     assert [(r[0], r[2]) for r in rows(store_url).values()] == [("queued", 0)]  # owls' submission, and nothing of bats'
 
 
-def test_a_worker_reconnects_to_a_store_that_dropped_it_and_gives_up_after_a_lease(postgres: Server, tmp_path: Path) -> None:
+def test_a_worker_reconnects_to_a_store_that_dropped_it_and_gives_up_after_a_lease(
+    postgres: Server, tmp_path: Path
+) -> None:
     from challenge.competition.worker import run as work
 
     url = postgres.new_database()
-    cfg = compose_config("competition", [*new_competition(tmp_path, url), "competition.worker.lease_seconds=3"], tmp_path)
+    cfg = compose_config(
+        "competition", [*new_competition(tmp_path, url), "competition.worker.lease_seconds=3"], tmp_path
+    )
     said: list[str] = []
 
     def say(line: str, refuse: bool = False) -> None:
@@ -273,16 +337,28 @@ def test_a_worker_reconnects_to_a_store_that_dropped_it_and_gives_up_after_a_lea
             _drop_sessions(url, refuse)
 
     assert work(cfg, follow=False, say=say) == {}
-    assert "stopped answering during the command" in said[1] and said[2].startswith("reconnected to postgresql://") and "queue empty" in said[3]
+    assert (
+        "stopped answering during the command" in said[1]
+        and said[2].startswith("reconnected to postgresql://")
+        and "queue empty" in said[3]
+    )
     said.clear()
-    with pytest.raises(ChallengeError, match=r"cannot reach the competition store .*not currently accepting connections.* \(gave up after reconnecting for 3 s, competition.worker.lease_seconds\)"):
+    with pytest.raises(
+        ChallengeError,
+        match=r"cannot reach the competition store .*not currently accepting connections.* \(gave up after "
+        r"reconnecting for 3 s, competition.worker.lease_seconds\)",
+    ):
         work(cfg, follow=False, say=lambda line: say(line, refuse=True))
     _drop_sessions(url)  # let connections in again
 
 
 # -- rules -------------------------------------------------------------------------------------------
 def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
-    overrides = [*new_competition(tmp_path), "competition.limits.per_team_per_day=2", "competition.limits.max_file_bytes=400"]
+    overrides = [
+        *new_competition(tmp_path),
+        "competition.limits.per_team_per_day=2",
+        "competition.limits.max_file_bytes=400",
+    ]
     ok = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "do_nothing.py"), *overrides)
     assert ok.returncode == 0 and "submission 1 queued for team owls" in ok.stdout, ok.stderr
     big = tmp_path / "big.py"
@@ -302,12 +378,23 @@ def test_submit_refusals_are_one_line_and_store_nothing(tmp_path: Path) -> None:
     assert run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides).returncode == 0
     quota = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "exits.py"), *overrides)
     assert quota.returncode == 2 and "used its 2 submissions for today" in quota.stderr
-    assert [(r[0], r[2]) for r in rows(tmp_path / "competition.db").values()] == [("queued", 0), ("queued", 0)]  # nothing else stored
+    assert [(r[0], r[2]) for r in rows(tmp_path / "competition.db").values()] == [
+        ("queued", 0),
+        ("queued", 0),
+    ]  # nothing else stored
 
 
 def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Path) -> None:
     overrides = new_competition(tmp_path)
-    late = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides, "competition.phases.public.end=2024-01-01", "competition.phases.public.start=2023-01-01")
+    late = run_cli(
+        "submit",
+        "--team",
+        "owls",
+        str(SUBMISSIONS / "raises.py"),
+        *overrides,
+        "competition.phases.public.end=2024-01-01",
+        "competition.phases.public.start=2023-01-01",
+    )
     assert late.returncode == 2 and "the public phase closed on 2024-01-01" in late.stderr
     Store(tmp_path / "competition.db").finalize()
     final = run_cli("submit", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides)
@@ -318,7 +405,11 @@ def test_no_submissions_outside_the_public_phase_or_after_finalize(tmp_path: Pat
 # -- workers -------------------------------------------------------------------------------------------
 def start_worker(overrides: list[str], log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen([str(CHALLENGE), "worker", "--follow", *overrides, f"hydra.run.dir={log.with_suffix('')}"], stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [str(CHALLENGE), "worker", "--follow", *overrides, f"hydra.run.dir={log.with_suffix('')}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def holder_pid(root: Path, store: str, sid: int, timeout: float = 300) -> int:
@@ -332,7 +423,9 @@ def holder_pid(root: Path, store: str, sid: int, timeout: float = 300) -> int:
     raise AssertionError(f"no worker started scoring submission {sid} within {timeout} s")
 
 
-def kill_one_worker_midway(root: Path, store: str, files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float) -> tuple[dict[int, tuple], dict[int, int]]:
+def kill_one_worker_midway(
+    root: Path, store: str, files: list[tuple[str, str, bytes]], tmp_path: Path, timeout: float
+) -> tuple[dict[int, tuple], dict[int, int]]:
     """Three `challenge worker --follow` processes on a new competition's queue in `store`; the one
     scoring the first submission gets SIGKILL. Returns the final rows and how many workers reported
     storing each id."""
@@ -347,7 +440,9 @@ def kill_one_worker_midway(root: Path, store: str, files: list[tuple[str, str, b
         deadline = time.monotonic() + timeout
         while any(r[0] in ("queued", "running") for r in rows(store).values()):
             assert time.monotonic() < deadline, f"queue not finished: {rows(store)}"
-            assert sum(w.poll() is None for w in workers) == 2, "a surviving worker died: " + " | ".join(p.read_text()[-2000:] for p in logs)
+            assert sum(w.poll() is None for w in workers) == 2, "a surviving worker died: " + " | ".join(
+                p.read_text()[-2000:] for p in logs
+            )
             time.sleep(0.5)
     finally:
         for w in workers:
@@ -369,29 +464,47 @@ def check_exactly_once(final: dict[int, tuple], mentions: dict[int, int], store_
         assert public is not None, sid
         private = store.results("private").get(sid)
         if status == "scored":
-            assert public["status"] == private["status"] == "scored"
+            assert public.status == private.status == "scored"
         else:
-            assert verdict in (public["status"], (private or {}).get("status"))
+            assert verdict in (public.status, private.status if private else None)
 
 
 @pytest.mark.slow
 def test_three_workers_one_killed_each_submission_ends_once(pools: None, store_url: str, tmp_path: Path) -> None:
     """The fast variant: real workers and scoring, but five submissions, four rejected at load time."""
     root = tmp_path / "comp"
-    files = [("a", "do_nothing.py", variant("do_nothing.py", 1)), ("b", "syntax_error.py", variant("syntax_error.py", 1)),
-             ("c", "no_function.py", variant("no_function.py", 1)), ("d", "raises_at_import.py", variant("raises_at_import.py", 1)),
-             ("e", "wrong_signature.py", variant("wrong_signature.py", 1))]
+    files = [
+        ("a", "do_nothing.py", variant("do_nothing.py", 1)),
+        ("b", "syntax_error.py", variant("syntax_error.py", 1)),
+        ("c", "no_function.py", variant("no_function.py", 1)),
+        ("d", "raises_at_import.py", variant("raises_at_import.py", 1)),
+        ("e", "wrong_signature.py", variant("wrong_signature.py", 1)),
+    ]
     final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=600)
     check_exactly_once(final, mentions, store_url)
     assert final[1][2] == 2  # the killed worker's submission was claimed again
-    assert [final[i][:2] for i in range(1, 6)] == [("scored", "scored"), ("failed", "syntax_error"), ("failed", "no_function"),
-                                                    ("failed", "raised"), ("failed", "bad_signature")]
+    assert [final[i][:2] for i in range(1, 6)] == [
+        ("scored", "scored"),
+        ("failed", "syntax_error"),
+        ("failed", "no_function"),
+        ("failed", "raised"),
+        ("failed", "bad_signature"),
+    ]
 
 
 @pytest.mark.slow
 def test_twelve_submissions_three_workers_sigkill_midway(pools: None, store_url: str, tmp_path: Path) -> None:
     root = tmp_path / "comp"
-    hostile = ["syntax_error.py", "no_function.py", "raises_at_import.py", "raises.py", "sleeps.py", "exits.py", "returns_not_model.py", "wrong_architecture.py"]
+    hostile = [
+        "syntax_error.py",
+        "no_function.py",
+        "raises_at_import.py",
+        "raises.py",
+        "sleeps.py",
+        "exits.py",
+        "returns_not_model.py",
+        "wrong_architecture.py",
+    ]
     files = [(f"team{i}", "do_nothing.py", variant("do_nothing.py", i)) for i in range(4)]
     files += [(f"bad{i}", name, variant(name, i)) for i, name in enumerate(hostile)]
     final, mentions = kill_one_worker_midway(root, store_url, files, tmp_path, timeout=1800)
@@ -399,7 +512,9 @@ def test_twelve_submissions_three_workers_sigkill_midway(pools: None, store_url:
     assert final[1][2] == 2  # the killed worker's submission was claimed again
     assert sum(r[0] == "scored" for r in final.values()) == 4
     verdicts = sorted(r[1] for r in final.values() if r[0] == "failed")
-    assert verdicts == sorted(["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"])
+    assert verdicts == sorted(
+        ["syntax_error", "no_function", "raised", "raised", "timeout", "crashed", "not_a_model", "wrong_architecture"]
+    )
 
 
 def test_the_workers_slurm_launcher_gives_each_job_one_gpu() -> None:
@@ -409,8 +524,15 @@ def test_the_workers_slurm_launcher_gives_each_job_one_gpu() -> None:
     from challenge.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("competition", overrides=["hydra/launcher=workers_slurm", "hydra.launcher.partition=gpu", "competition.store=postgresql://o@db:5432/c"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "competition",
+            overrides=[
+                "hydra/launcher=workers_slurm",
+                "hydra.launcher.partition=gpu",
+                "competition.store=postgresql://o@db:5432/c",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes, launcher.partition) == (1, 1, 1, "gpu")
@@ -418,18 +540,34 @@ def test_the_workers_slurm_launcher_gives_each_job_one_gpu() -> None:
 
 
 @pytest.mark.slow  # two submitit jobs, each a worker process that imports torch and scores
-def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(pools: None, postgres: Server, tmp_path: Path) -> None:
+def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(
+    pools: None, postgres: Server, tmp_path: Path
+) -> None:
     """`challenge worker -m` through Hydra's submitit launcher (submitit_local: the same jobs as on
     SLURM, run on this machine), each job with its own CUDA_VISIBLE_DEVICES, one PostgreSQL store."""
     store = postgres.new_database()
     root = tmp_path / "comp"
     overrides = new_competition(root, store)
-    files = [("a", "do_nothing.py", variant("do_nothing.py", 20)), ("b", "syntax_error.py", variant("syntax_error.py", 20)),
-             ("c", "no_function.py", variant("no_function.py", 20)), ("d", "wrong_signature.py", variant("wrong_signature.py", 20))]
+    files = [
+        ("a", "do_nothing.py", variant("do_nothing.py", 20)),
+        ("b", "syntax_error.py", variant("syntax_error.py", 20)),
+        ("c", "no_function.py", variant("no_function.py", 20)),
+        ("d", "wrong_signature.py", variant("wrong_signature.py", 20)),
+    ]
     ids = queue(store, files)
     sweep = tmp_path / "sweep"
-    r = run_cli("worker", "-m", "hydra/launcher=submitit_local", "competition.worker.index=range(2)", "competition.worker.gpu=${competition.worker.index}",
-                "hydra.launcher.timeout_min=30", f"hydra.sweep.dir={sweep}", *overrides, *FAST_WORKERS, timeout=1200)
+    r = run_cli(
+        "worker",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "competition.worker.index=range(2)",
+        "competition.worker.gpu=${competition.worker.index}",
+        "hydra.launcher.timeout_min=30",
+        f"hydra.sweep.dir={sweep}",
+        *overrides,
+        *FAST_WORKERS,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     logs = sorted(sweep.glob(".submitit/*/*_log.out"))
     texts = [p.read_text() for p in logs]
@@ -437,36 +575,53 @@ def test_two_submitit_jobs_share_one_postgres_queue_each_submission_scored_once(
     starts = sorted(re.search(r"\(index (\d), CUDA_VISIBLE_DEVICES=(\S+)\)", t).groups() for t in texts)
     assert starts == [("0", "0"), ("1", "1")]  # two jobs, each on its own device
     lines = [line for t in texts for line in t.splitlines() if line.startswith("#")]
-    assert {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids} == dict.fromkeys(ids, 1)  # each stored by one job
+    assert {sid: sum(line.startswith(f"#{sid} ") for line in lines) for sid in ids} == dict.fromkeys(
+        ids, 1
+    )  # each stored by one job
     final = rows(store)
-    assert [final[i][:3] for i in ids] == [("scored", "scored", 1), ("failed", "syntax_error", 1), ("failed", "no_function", 1), ("failed", "bad_signature", 1)]
-    assert {w.split(":")[1] for *_, w in final.values()} <= {re.search(r"worker [^:]+:(\d+):", t).group(1) for t in texts}
+    assert [final[i][:3] for i in ids] == [
+        ("scored", "scored", 1),
+        ("failed", "syntax_error", 1),
+        ("failed", "no_function", 1),
+        ("failed", "bad_signature", 1),
+    ]
+    assert {w.split(":")[1] for *_, w in final.values()} <= {
+        re.search(r"worker [^:]+:(\d+):", t).group(1) for t in texts
+    }
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy is one more CLI run
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)  # the PG copy is one more CLI run
 def test_worker_stops_on_the_organizers_fault_and_gives_the_submission_back(store_url: str, tmp_path: Path) -> None:
     overrides = new_competition(tmp_path, store_url)
     queue(store_url, [("owls", "a.py", variant("do_nothing.py", 9))])
-    r = run_cli("worker", *overrides, "pool.first_seed=777", f"hydra.run.dir={tmp_path}/run")  # no pool for these settings
+    r = run_cli(
+        "worker", *overrides, "pool.first_seed=777", f"hydra.run.dir={tmp_path}/run"
+    )  # no pool for these settings
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: no reference pool"), r.stderr
     assert rows(store_url)[1][:3] == ("queued", None, 1)  # back in the queue, untouched
 
 
 # -- leaderboard ------------------------------------------------------------------------------------------
-def fake_result(final: float, f: float, ci: tuple[float, float]) -> dict:
-    """The parts of a scorer result.json the leaderboard reads, shaped as challenge.scoring.scorer writes them."""
-    score = {"final_score": final, "forget_quality": f, "forget_quality_ci": list(ci), "retain_ratio": 0.9, "test_ratio": 0.95,
-             "ci_level": 0.95, "n_bootstrap": 20, "mia": 0.5, "mia_per_run": [0.5] * 3, "mia_note": ""}
-    examples = {"image_id": [0, 1], "person_id": [7, 7], "epsilon": [0.4, 1.2], "unlearned_confidence": [0.1, 0.2], "retrained_confidence": [0.1, 0.3]}
-    return {"status": "scored", "message": f"final score {final:.4f}", "score": score, "examples": examples, "forget_confidences": "forget_confidences.npz",
-            "runs": [{"index": i, "seed": i, "retain_acc": 0.5, "forget_acc": 0.2, "test_acc": 0.4, "mia": 0.5} for i in range(3)],
-            "budget": {"run_cost": [1.0, 1.2, 1.1], "per_run": 5.0, "used_budgets": 0.66}}
+def fake_result(final: float, f: float, ci: tuple[float, float]) -> Result:
+    """A scored result with these numbers, shaped as challenge.scoring.scorer makes them."""
+    return make_result(
+        make_score(final_score=final, forget_quality=f, forget_quality_ci=list(ci), retain_ratio=0.9, test_ratio=0.95)
+    )
 
 
 def stored_competition(root: Path, store_url: str | None = None) -> list[str]:
     """Five teams: three scored (owls twice, bats close behind), one failed, one still queued."""
     overrides = new_competition(root, store_url)
-    entries = [("owls", (0.30, 0.50)), ("bats", (0.28, 0.48)), ("cats", (0.05, 0.10)), ("owls", (0.10, 0.20)), ("newts", "failed"), ("yaks", "queued")]
+    entries = [
+        ("owls", (0.30, 0.50)),
+        ("bats", (0.28, 0.48)),
+        ("cats", (0.05, 0.10)),
+        ("owls", (0.10, 0.20)),
+        ("newts", "failed"),
+        ("yaks", "queued"),
+    ]
     store = Store(store_url or root / "competition.db")
     check = in_transaction_checks(Limits(None, None))
     for i, (team, score) in enumerate(entries):
@@ -475,15 +630,27 @@ def stored_competition(root: Path, store_url: str | None = None) -> list[str]:
             continue
         store.claim("w", 60, 3)
         if score == "failed":
-            store.finish(sid, "w", "failed", "raised", "public phase: the submission raised ValueError", {"public": {"status": "raised", "message": "boom"}})
+            store.finish(
+                sid,
+                "w",
+                "failed",
+                "raised",
+                "public phase: the submission raised ValueError",
+                {"public": rejected("raised", "boom")},
+            )
             continue
         final, f = score
-        results = {"public": fake_result(final, f, (f - 0.1, f + 0.1)), "private": fake_result(0.4 - final, f, (f - 0.1, f + 0.1))}
+        results = {
+            "public": fake_result(final, f, (f - 0.1, f + 0.1)),
+            "private": fake_result(0.4 - final, f, (f - 0.1, f + 0.1)),
+        }
         store.finish(sid, "w", "scored", "scored", "scored on public, private", results)
     return overrides
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)  # the PG copy: three more CLI runs
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)  # the PG copy: three more CLI runs
 def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(store_url: str, tmp_path: Path) -> None:
     overrides = stored_competition(tmp_path, store_url)
     before = run_cli("leaderboard", *overrides)
@@ -498,11 +665,18 @@ def test_leaderboard_ranks_best_per_team_and_hides_private_until_finalize(store_
     assert early.returncode == 2 and "1 submission(s) are still queued or running" in early.stderr
     store = Store(store_url)
     yaks = store.claim("w", 60, 3)
-    store.finish(yaks.id, "w", "failed", "syntax_error", "public phase: syntax error", {"public": {"status": "syntax_error"}})
+    store.finish(
+        yaks.id,
+        "w",
+        "failed",
+        "syntax_error",
+        "public phase: syntax error",
+        {"public": rejected("syntax_error", "syntax error")},
+    )
     fin = run_cli("competition", "finalize", *overrides)
     assert fin.returncode == 0, fin.stderr
     assert "final ranking" in fin.stdout
-    private = fin.stdout[fin.stdout.index("private phase"):]
+    private = fin.stdout[fin.stdout.index("private phase") :]
     assert private.index("cats") < private.index("bats") < private.index("owls")  # 0.35 > 0.12 > 0.10
 
 
@@ -518,37 +692,30 @@ def test_standings_compare_neighbours_paired_from_the_workers_folders(tmp_path: 
     rng = np.random.default_rng(0)
     loc = rng.normal(2, 3, 30)
     r = rng.normal(loc, 1.0, (16, 30))
-    kept = {sid: Confidences(rng.normal(loc + shift, 1.0, (16, 30)), r, "pool-1") for sid, shift in ((1, 0.0), (2, 0.5))}
+    kept = {
+        sid: Confidences(rng.normal(loc + shift, 1.0, (16, 30)), r, "pool-1") for sid, shift in ((1, 0.0), (2, 0.5))
+    }
     for sid, c in kept.items():
         write_confidences(tmp_path / "submissions" / str(sid) / "public" / "forget_confidences.npz", c)
     rows, _ = standings(Store(tmp_path / "competition.db"), "public", root=tmp_path)
-    assert [r["team"] for r in rows[:3]] == ["owls", "bats", "cats"]
-    assert rows[0]["compared"] == "paired" and rows[0]["p_next"] == compare_kept(kept[1], kept[2], n_bootstrap=20).p_a_above
-    assert rows[1]["compared"] == "intervals" and rows[1]["p_next"] is None
+    assert [r.team for r in rows[:3]] == ["owls", "bats", "cats"]
+    assert rows[0].compared == "paired" and rows[0].p_next == compare_kept(kept[1], kept[2], n_bootstrap=20).p_a_above
+    assert rows[1].compared == "intervals" and rows[1].p_next is None
     without, _ = standings(Store(tmp_path / "competition.db"), "public")
-    assert without[0]["compared"] == "intervals"
+    assert without[0].compared == "intervals"
 
 
-def test_leaderboard_page_shows_every_team_in_headless_chromium(tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+def test_leaderboard_page_shows_every_team_in_headless_chromium(tmp_path: Path, browser) -> None:  # noqa: ANN001
     overrides = stored_competition(tmp_path / "comp")
     page = tmp_path / "board" / "index.html"
     r = run_cli("leaderboard", "--html", str(page), *overrides)
     assert r.returncode == 0 and page.is_file(), r.stderr
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    try:
-        driver.get(page.as_uri())
-        text = driver.find_element("tag name", "body").text
-        table_rows = driver.find_elements("css selector", "#leaderboard tbody tr")
-        images = driver.execute_script("return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
-    finally:
-        driver.quit()
+    browser.get(page.as_uri())
+    text = browser.find_element("tag name", "body").text
+    table_rows = browser.find_elements("css selector", "#leaderboard tbody tr")
+    images = browser.execute_script(
+        "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
+    )
     assert len(table_rows) == 5 and images >= 2  # one row per team; the summary and per-method plots render
     for team in ("owls", "bats", "cats", "newts", "yaks"):
         assert team in text, f"{team} missing from the page"
@@ -556,7 +723,9 @@ def test_leaderboard_page_shows_every_team_in_headless_chromium(tmp_path: Path) 
 
 def test_leaderboard_logs_a_wandb_table_offline(tmp_path: Path) -> None:
     overrides = [o for o in stored_competition(tmp_path / "comp") if o != "logger=none"]
-    r = run_cli("leaderboard", *overrides, "logger=wandb", f"hydra.run.dir={tmp_path}/run", env={"WANDB_MODE": "offline"})
+    r = run_cli(
+        "leaderboard", *overrides, "logger=wandb", f"hydra.run.dir={tmp_path}/run", env={"WANDB_MODE": "offline"}
+    )
     assert r.returncode == 0, r.stderr
     tables = list((tmp_path / "run").rglob("leaderboard/public*.table.json"))
     assert tables, list((tmp_path / "run").rglob("*"))
@@ -566,10 +735,19 @@ def test_leaderboard_logs_a_wandb_table_offline(tmp_path: Path) -> None:
 # -- Codabench bundle ----------------------------------------------------------------------------------
 # A priced budget, ten times the tiny recipe's retrain (3 steps): one epoch of fine-tuning fits, a loop does not.
 BUNDLE = [*TINY, "scorer.n_bootstrap=20", "scorer.budget_fraction=10"]
+
+
 @pytest.fixture(scope="module")
 def bundle(pools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "demo.zip"
-    r = run_cli("competition", "bundle", "--out", str(out), *BUNDLE, f"competition.bundle.sample_submission={SUBMISSIONS / 'do_nothing.py'}")
+    r = run_cli(
+        "competition",
+        "bundle",
+        "--out",
+        str(out),
+        *BUNDLE,
+        f"competition.bundle.sample_submission={SUBMISSIONS / 'do_nothing.py'}",
+    )
     assert r.returncode == 0, r.stderr
     assert "passes the v2 unpacker's checks" in r.stdout
     return out
@@ -587,8 +765,21 @@ def test_bundle_layout_follows_codabench_v2(bundle: Path, tmp_path: Path) -> Non
     for task in spec["tasks"]:
         for kind in ("ingestion_program", "scoring_program", "input_data", "reference_data"):
             assert any(n.startswith(task[kind] + "/") for n in names), (task, kind)
-    assert {"scoring_program/challenge/competition/scoring_program.py", "ingestion_program/metadata.yaml", "logo.png", "pages/terms.md"} <= names
-    assert set(public_inputs) == {"images", "ages", "groups", "person_ids", "retain", "forget", "val"}  # no test images for participants
+    assert {
+        "scoring_program/challenge/competition/scoring_program.py",
+        "ingestion_program/metadata.yaml",
+        "logo.png",
+        "pages/terms.md",
+    } <= names
+    assert set(public_inputs) == {
+        "images",
+        "ages",
+        "groups",
+        "person_ids",
+        "retain",
+        "forget",
+        "val",
+    }  # no test images for participants
 
 
 def rewrite(bundle: Path, out: Path, change: Callable[[dict], object] | set[str]) -> Path:
@@ -620,7 +811,9 @@ BROKEN = {
     "task 0 reference_data: 'public/reference_data' is not in the bundle": {"public/reference_data/"},
     "scoring_program has no metadata.yaml": {"scoring_program/metadata.yaml"},
     "column 'final_score' has no index": lambda s: s["leaderboards"][0]["columns"][0].pop("index"),
-    "the first phase cannot be an auto-migration target": lambda s: s["phases"][0].update(auto_migrate_to_this_phase=True),
+    "the first phase cannot be an auto-migration target": lambda s: s["phases"][0].update(
+        auto_migrate_to_this_phase=True
+    ),
 }
 
 
@@ -652,31 +845,43 @@ def test_local_scorer_and_codabench_programs_give_the_same_verdicts_and_numbers(
         try:
             return try_task(bundle, 0, folder, tmp_path / "codabench" / name), None
         except ChallengeError as e:
-            return None, re.search(r"scoring_program exited with status 1: rejected \((\w+)\): (.*?)(?: \((?:traceback in|see) |\(log:|$)", str(e))
+            return None, re.search(
+                r"scoring_program exited with status 1: rejected \((\w+)\): (.*?)(?: \((?:traceback in|see) |\(log:|$)",
+                str(e),
+            )
 
     with ThreadPoolExecutor(max_workers=4) as ex:
         locals_ = list(ex.map(lambda n: score_submission(public, SUBMISSIONS / n, tmp_path / "local" / n), BOTH_WAYS))
         remotes = list(ex.map(codabench, BOTH_WAYS))
-    assert [r["status"] for r in locals_] == ["scored", "syntax_error", "raised", "wrong_architecture", "timeout"]
+    assert [r.status for r in locals_] == ["scored", "syntax_error", "raised", "wrong_architecture", "timeout"]
     for name, local, (scores, verdict) in zip(BOTH_WAYS, locals_, remotes):
-        if local["status"] == "scored":
+        if local.scored:
             assert verdict is None and list(scores) == [k for k, _, _ in COLUMNS], name
-            sc = local["score"]
-            assert (scores["final_score"], scores["forget_quality"], scores["retain_ratio"], scores["test_ratio"]) == (
-                sc["final_score"], sc["forget_quality"], sc["retain_ratio"], sc["test_ratio"]), name
-            assert [scores["f_ci_low"], scores["f_ci_high"]] == sc["forget_quality_ci"], name
-            assert not list((tmp_path / "codabench" / name / "task-0" / "input" / "res").rglob("reference*"))  # the ingestion saw no reference data
+            # scores.json is the local result's leaderboard row, column for column; a run's cost is measured, not
+            # computed
+            row = LeaderboardRow.from_result(name, local).scores()
+            assert {k: v for k, v in scores.items() if k != "seconds_per_run"} == {
+                k: v for k, v in row.items() if k != "seconds_per_run"
+            }, name
+            assert [scores["f_ci_low"], scores["f_ci_high"]] == local.score.forget_quality_ci, name
+            assert not list(
+                (tmp_path / "codabench" / name / "task-0" / "input" / "res").rglob("reference*")
+            )  # the ingestion saw no reference data
         else:
-            assert verdict is not None and verdict[1] == local["status"], (name, local["message"], verdict)
-            if local["status"] != "timeout":
-                assert local["message"].startswith(verdict[2].strip()), (name, local["message"], verdict[2])
+            assert verdict is not None and verdict[1] == local.status, (name, local.message, verdict)
+            if local.status != "timeout":
+                assert local.message.startswith(verdict[2].strip()), (name, local.message, verdict[2])
 
 
 def test_cli_flags_and_overrides_mix(tmp_path: Path) -> None:
     overrides = new_competition(tmp_path)
-    r = run_cli("submit", f"competition.root={tmp_path}", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides[:-1])
+    r = run_cli(
+        "submit", f"competition.root={tmp_path}", "--team", "owls", str(SUBMISSIONS / "raises.py"), *overrides[:-1]
+    )
     assert r.returncode == 0 and "submission 1 queued" in r.stdout, r.stderr
     bad = run_cli("worker", "--folow", *overrides)
-    assert bad.returncode == 2 and bad.stderr == "error: unrecognized argument '--folow' (see `challenge worker --help`)\n"
+    assert (
+        bad.returncode == 2 and bad.stderr == "error: unrecognized argument '--folow' (see `challenge worker --help`)\n"
+    )
     help_text = run_cli("submit", "--help").stdout
     assert "--team" in help_text and "Hydra override" in help_text

@@ -27,6 +27,8 @@ from challenge.data import folders
 from challenge.data.dataset import FaceData
 from challenge.data.faces import FaceImages
 from challenge.data.synthfaces import SynthFaces
+from challenge.scoring.metric import forget_score
+from challenge.scoring.result import Result
 from challenge.scoring.scorer import score_submission
 from tests.conftest import compose_config
 
@@ -77,7 +79,10 @@ def letters(pid: int) -> str:
 
 
 def make_csv(root: Path, faces: FaceImages) -> None:
-    rows = [[f"people/{letters(pid)}/{i}.jpg", age, f"person-{letters(pid)}"] for i, (age, pid) in enumerate(zip(faces.ages.tolist(), faces.person_ids.tolist()))]
+    rows = [
+        [f"people/{letters(pid)}/{i}.jpg", age, f"person-{letters(pid)}"]
+        for i, (age, pid) in enumerate(zip(faces.ages.tolist(), faces.person_ids.tolist()))
+    ]
     for i, (path, _, _) in enumerate(rows):
         save(root / path, faces, i)
     write_csv(root / "labels.csv", ["path", " age", " person_id"], rows)
@@ -86,7 +91,9 @@ def make_csv(root: Path, faces: FaceImages) -> None:
 KAGGLE_PARTS = {"forget.csv": (0, 1), "validation.csv": (2, 3), "test.csv": (4,)}  # identities; the rest: retain.csv
 
 
-def make_kaggle(root: Path, faces: FaceImages, with_test: bool = True, parts: dict[str, tuple[int, ...]] = KAGGLE_PARTS) -> dict[str, list[int]]:
+def make_kaggle(
+    root: Path, faces: FaceImages, with_test: bool = True, parts: dict[str, tuple[int, ...]] = KAGGLE_PARTS
+) -> dict[str, list[int]]:
     """Kaggle's files: image_id "<a>-<b>" -> images/<a>/<b>.png; returns the image indices per file."""
     where = {f: ids for f, ids in parts.items() if with_test or f != "test.csv"}
     files: dict[str, list[int]] = {f: [] for f in [*where, "retain.csv"]}
@@ -129,7 +136,10 @@ def test_surf_identities_from_folders(tmp_path: Path, faces: FaceImages, caplog:
     assert dm.faces.ages.tolist() == [age_of[p] for p in dm.faces.person_ids.tolist()]
     first = (dm.faces.person_ids == 0).nonzero()[0, 0]  # image 0 (person 0000, file 000.jpg) sorts first
     assert (dm.faces.images[first].float() - faces.images[0].float()).abs().mean() < 8  # fit=resize undoes the stretch
-    assert "skipped 1 of 49 images: WBackground/group0/9999/real.rssdk/color/x.jpg (in no folder listed in Age_Gender.txt)" in caplog.text
+    assert (
+        "skipped 1 of 49 images: WBackground/group0/9999/real.rssdk/color/x.jpg (in no folder listed in Age_Gender.txt)"
+        in caplog.text
+    )
     retain, forget = dm.split.indices("retain"), dm.split.indices("forget")
     assert set(dm.faces.person_ids[forget].tolist()) == set(dm.split.forget_identities)
     assert not set(dm.faces.person_ids[retain].tolist()) & set(dm.split.forget_identities)
@@ -155,7 +165,9 @@ def test_csv_labels_and_cache(tmp_path: Path, faces: FaceImages, monkeypatch: py
     assert torch.equal(dm.faces.ages, faces.ages)
     assert torch.equal(dm.faces.person_ids, faces.person_ids)  # "person-a".. numbered in sorted order
 
-    monkeypatch.setattr(folders, "decode_images", lambda *a: pytest.fail("decoded again although the folder is unchanged"))
+    monkeypatch.setattr(
+        folders, "decode_images", lambda *a: pytest.fail("decoded again although the folder is unchanged")
+    )
     again = data("data=csv", f"data.root={root}")
     again.setup()
     assert again.data_dir == dm.data_dir
@@ -171,7 +183,10 @@ def test_kaggle_split_is_given(tmp_path: Path, faces: FaceImages, with_test: boo
     order = [i for f in ("retain.csv", "forget.csv", "validation.csv", "test.csv") for i in files.get(f, [])]
     assert torch.equal(dm.faces.ages, faces.ages[order]) and torch.equal(dm.faces.person_ids, faces.person_ids[order])
     got = {p: sorted(dm.faces.person_ids[dm.split.indices(p)].tolist()) for p in ("retain", "forget", "val", "test")}
-    want = {p: sorted(faces.person_ids[files[f]].tolist()) for p, f in [("retain", "retain.csv"), ("forget", "forget.csv"), ("val", "validation.csv")]}
+    want = {
+        p: sorted(faces.person_ids[files[f]].tolist())
+        for p, f in [("retain", "retain.csv"), ("forget", "forget.csv"), ("val", "validation.csv")]
+    }
     want["test"] = sorted(faces.person_ids[files["test.csv"]].tolist()) if with_test else want["val"]
     assert got == want and dm.split.forget_identities == [0, 1]  # forget_identities=5 is ignored: the split is given
     assert len(dm.split.indices("train")) == len(files["retain.csv"]) + len(files["forget.csv"])
@@ -184,11 +199,18 @@ def test_kaggle_split_survives_a_skipped_image(tmp_path: Path, faces: FaceImages
     dm = data("data=csv", f"data.root={tmp_path / 'kaggle'}")
     dm.setup()
     sizes = {p: len(dm.split.indices(p)) for p in ("retain", "forget", "val", "test")}
-    assert sizes == {"retain": len(files["retain.csv"]), "forget": len(files["forget.csv"]) - 1, "val": len(files["validation.csv"]), "test": len(files["test.csv"])}
+    assert sizes == {
+        "retain": len(files["retain.csv"]),
+        "forget": len(files["forget.csv"]) - 1,
+        "val": len(files["validation.csv"]),
+        "test": len(files["test.csv"]),
+    }
     assert set(dm.faces.person_ids[dm.split.indices("test")].tolist()) == set(KAGGLE_PARTS["test.csv"])
 
 
-def test_unreadable_images_skipped_or_strict(tmp_path: Path, faces: FaceImages, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_images_skipped_or_strict(
+    tmp_path: Path, faces: FaceImages, caplog: pytest.LogCaptureFixture
+) -> None:
     root = tmp_path / "csv"
     make_csv(root, faces)
     (root / "people" / "a" / "0.jpg").write_bytes(b"not a jpeg")
@@ -200,7 +222,10 @@ def test_unreadable_images_skipped_or_strict(tmp_path: Path, faces: FaceImages, 
         dm.setup()
     assert len(dm.faces) == len(faces) - 3
     [line] = [r.getMessage() for r in caplog.records if r.name == folders.__name__]
-    assert line.startswith("skipped 3 of 48 images: people/a/0.jpg (not an image), people/a/1.jpg (") and "people/b/4.jpg (missing)" in line
+    assert (
+        line.startswith("skipped 3 of 48 images: people/a/0.jpg (not an image), people/a/1.jpg (")
+        and "people/b/4.jpg (missing)" in line
+    )
 
     message = user_error("data=csv", f"data.root={root}", "data.strict=true")
     assert message.startswith("3 of 48 images are unusable: people/a/0.jpg") and "data.strict=false" in message
@@ -238,7 +263,11 @@ def kaggle_shared_identity(root: Path, faces: FaceImages) -> None:
     "layout, make, expected",
     [
         ("surf", None, "is not a folder: set data.root"),
-        ("surf", lambda root, faces: root.mkdir(), "no Age_Gender.txt in {root}: set data.root to the unpacked CASIA-SURF folder"),
+        (
+            "surf",
+            lambda root, faces: root.mkdir(),
+            "no Age_Gender.txt in {root}: set data.root to the unpacked CASIA-SURF folder",
+        ),
         ("utkface", lambda root, faces: root.mkdir(), "no images in {root} matching '**/*.jpg'"),
         ("csv", lambda root, faces: root.mkdir(), "no labels.csv in {root}: add a CSV of path,age,person_id"),
         ("surf", bad_surf_line, "{root}/Age_Gender.txt line 3: expected 'id age gender', got '0002 twenty F'"),
@@ -275,20 +304,30 @@ def test_neurips2023_experiment() -> None:
 
 def test_the_slurm_command_composes() -> None:
     """The README's cluster command: the submitit plugin's SLURM launcher composes with the experiment."""
-    overrides = ["experiment=neurips2023", "data=surf", "data.root=/data/CASIA-SURF", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"]
+    overrides = [
+        "experiment=neurips2023",
+        "data=surf",
+        "data.root=/data/CASIA-SURF",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+    ]
     with initialize_config_dir(config_dir=str(challenge.cli.CONF_DIR), version_base="1.3"):
         cfg = compose("pool", overrides=overrides, return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (cfg.hydra.launcher.partition, cfg.pool.size, cfg.model.net.name) == ("gpu", 512, "resnet18")
 
 
-# the message is checked in-process above and the CLI's exit 2 in test_train.py: this end-to-end copy runs in `make test-all`
+# the message is checked in-process above and the CLI's exit 2 in test_train.py: this end-to-end copy runs in `make
+# test-all`
 @pytest.mark.slow
 def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = ["train", "data=surf", "data.root=/nonexistent", "logger=none", f"hydra.run.dir={tmp_path / 'bad'}"]
     run = subprocess.run([str(CHALLENGE), *bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == "error: data.root /nonexistent is not a folder: set data.root to where the dataset was unpacked"
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == "error: data.root /nonexistent is not a folder: set data.root to where the dataset was unpacked"
+    )
 
 
 # Layout -> (folder builder, overrides). UTKFace has no identities: 3 images stand in for them.
@@ -298,7 +337,12 @@ LAYOUTS = {
     "surf": (make_surf, ["data=surf"]),
     "utkface": (make_utkface, ["data=utkface", "data.split.forget_identities=3"]),
     "csv": (make_csv, ["data=csv", "data.split.forget_identities=2"]),
-    "kaggle": (lambda root, faces: make_kaggle(root, faces, parts={"forget.csv": (0, 1), "validation.csv": (2, 3, 4, 5), "test.csv": (6, 7, 8, 9)}), ["data=csv"]),
+    "kaggle": (
+        lambda root, faces: make_kaggle(
+            root, faces, parts={"forget.csv": (0, 1), "validation.csv": (2, 3, 4, 5), "test.csv": (6, 7, 8, 9)}
+        ),
+        ["data=csv"],
+    ),
 }
 TINY_RUN = ["logger=none", "trainer.max_epochs=1", "model.net.name=test_resnet"]
 POOL_RUN = ["pool.size=3", "pool.threads=1", "pool.ceiling=false"]  # 3: the fewest runs the metric accepts
@@ -320,16 +364,19 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     for layout, (make, overrides) in LAYOUTS.items():
         root = tmp / layout / "data"
         common = [*overrides, f"data.root={root}", *TINY_RUN]
-        done[layout] = {"made": make(root, faces), "train": train.run(compose_config("train", common, tmp / layout / "train"))}
+        done[layout] = {
+            "made": make(root, faces),
+            "train": train.run(compose_config("train", common, tmp / layout / "train")),
+        }
         pool.run(compose_config("pool", [*common, *POOL_RUN], tmp / layout / "pool"))
         done[layout]["config"] = compose_config("score", [*common, *SCORE_RUN], tmp / layout / "score")
 
-    def score(layout: str) -> dict:
+    def score(layout: str) -> Result:
         return score_submission(done[layout]["config"], FINETUNE, tmp / layout / "score")
 
     with ThreadPoolExecutor(max_workers=len(LAYOUTS)) as workers:
         for layout, result in zip(LAYOUTS, workers.map(score, LAYOUTS)):
-            entries = Path(os.environ["CHALLENGE_CACHE_DIR"]) / "pools" / result["pool"]["fingerprint"] / "models"
+            entries = Path(os.environ["CHALLENGE_CACHE_DIR"]) / "pools" / result.pool.fingerprint / "models"
             done[layout].update(score=result, pool=sorted(entries.glob("seed-*.npz")))
     return done
 
@@ -339,13 +386,16 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 def test_train_pool_score_on_each_layout(pipelines: dict[str, dict], layout: str) -> None:
     done = pipelines[layout]
     trained, result = done["train"], done["score"]
-    assert trained["forget"]["n"] > 0 and 0 <= trained["forget"]["acc"] <= 1
+    forget = trained["forget"]
+    right = forget["acc"] * forget["n"]  # the accuracy is a count of right answers over the n forget images
+    assert forget["n"] > 0 and right == pytest.approx(round(right), abs=1e-3)
     assert len(done["pool"]) == 3  # the three retrained reference models, as pool.size asked
-    assert result["status"] == "scored", result["message"]
-    score = result["score"]
-    assert score["n_examples"] == trained["forget"]["n"]  # every forget image of this folder was scored
-    assert [run["seed"] for run in result["runs"]] == [0, 1, 2]
-    assert 0 <= score["forget_quality"] <= 1 and score["final_score"] == pytest.approx(score["forget_quality"] * score["retain_ratio"] * score["test_ratio"])
+    assert result.status == "scored", result.message
+    score = result.score
+    assert score.n_examples == trained["forget"]["n"]  # every forget image of this folder was scored
+    assert [run.seed for run in result.runs] == [0, 1, 2]
+    assert score.forget_quality == pytest.approx(forget_score(result.examples.epsilon, 3))
+    assert score.final_score == pytest.approx(score.forget_quality * score.retain_ratio * score.test_ratio)
     if layout == "kaggle":  # the given split, file by file
         files = {"retain": "retain.csv", "forget": "forget.csv", "val": "validation.csv", "test": "test.csv"}
         assert {part: trained[part]["n"] for part in files} == {part: len(done["made"][f]) for part, f in files.items()}

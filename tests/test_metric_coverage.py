@@ -48,7 +48,9 @@ class Population:
     shift_sd: float  # per-example jitter of the shift, in spreads
     model_sd: float = 0.05  # each model's offset, the same on every example
 
-    def draw(self, rng: np.random.Generator, n: int, k: int, shared_models: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def draw(
+        self, rng: np.random.Generator, n: int, k: int, shared_models: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """[n, k] unlearned and retrained confidences; ``shared_models=False`` gives each column its own models."""
         loc, spread = rng.normal(2.0, 3.0, k), rng.uniform(0.5, 2.0, k)
         shift = np.where(rng.random(k) < self.forgotten_share, 0.0, self.remembered) + rng.normal(0.0, self.shift_sd, k)
@@ -65,8 +67,12 @@ class Population:
 
 
 REGIMES = (
-    Population("close", forgotten_share=1.0, remembered=0.0, shift_sd=0.6),  # unlearned ≈ retrained, examples vary a little
-    Population("separated", forgotten_share=0.5, remembered=3.0, shift_sd=0.0),  # half the examples are not forgotten at all
+    Population(
+        "close", forgotten_share=1.0, remembered=0.0, shift_sd=0.6
+    ),  # unlearned ≈ retrained, examples vary a little
+    Population(
+        "separated", forgotten_share=0.5, remembered=3.0, shift_sd=0.0
+    ),  # half the examples are not forgotten at all
 )
 
 

@@ -37,8 +37,13 @@ def test_shuffled_batches_and_the_random_state_after_them_are_the_dataloaders(tm
     """Three epochs from torch's global generator, as the kit's training draws them: every key of every
     batch equal, and the global state left as the DataLoader leaves it (the next epoch's seed comes from it)."""
     _, dm = _data(tmp_path)
-    old, new = dm.loader("retain", shuffle=True, drop_last=drop_last), ResidentBatches(dm.dataset("retain"), dm.batch_size, True, drop_last)
-    assert len(new) == len(old) == (len(dm.dataset("retain")) // 64 if drop_last else -(-len(dm.dataset("retain")) // 64))
+    old, new = (
+        dm.loader("retain", shuffle=True, drop_last=drop_last),
+        ResidentBatches(dm.dataset("retain"), dm.batch_size, True, drop_last),
+    )
+    assert (
+        len(new) == len(old) == (len(dm.dataset("retain")) // 64 if drop_last else -(-len(dm.dataset("retain")) // 64))
+    )
     torch.manual_seed(7)
     expected, state = _epochs(old, 3), torch.get_rng_state()
     torch.manual_seed(7)
@@ -72,17 +77,33 @@ def test_a_pool_entry_and_the_original_have_the_same_bits_through_either_path(tm
     try:
         built = {}
         for resident in (False, True):
-            cfg, dm = _data(tmp_path / str(resident), [f"data.resident={str(resident).lower()}", "trainer.max_epochs=2", "pool.keep_checkpoints=true",
-                                                       "trainer.enable_progress_bar=false"])
+            cfg, dm = _data(
+                tmp_path / str(resident),
+                [
+                    f"data.resident={str(resident).lower()}",
+                    "trainer.max_epochs=2",
+                    "pool.keep_checkpoints=true",
+                    "trainer.enable_progress_bar=false",
+                ],
+            )
             pool = Pool.for_config(cfg, dm)
             pool.create()
             entry = train_member(pool, cfg, dm, 1000)
             original, _ = fit(cfg, dm, "train", 0, validate=True)
             weights = torch.load(pool.checkpoint_path(1000), weights_only=True)["state_dict"]
-            built[resident] = (pool.fingerprint, read_entry(pool.entry_path(1000)), entry, weights, original.net.state_dict())
+            built[resident] = (
+                pool.fingerprint,
+                read_entry(pool.entry_path(1000)),
+                entry,
+                weights,
+                original.net.state_dict(),
+            )
     finally:
         set_threads(threads)
-    (key_a, stored_a, entry_a, weights_a, orig_a), (key_b, stored_b, entry_b, weights_b, orig_b) = built[False], built[True]
+    (key_a, stored_a, entry_a, weights_a, orig_a), (key_b, stored_b, entry_b, weights_b, orig_b) = (
+        built[False],
+        built[True],
+    )
     assert key_a == key_b  # data.resident is not part of the pool's key: the outputs are the same
     assert stored_a.confidences.tobytes() == stored_b.confidences.tobytes() and entry_a.metrics == entry_b.metrics
     assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)

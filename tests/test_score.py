@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,12 @@ from challenge.errors import ChallengeError
 from challenge.pool import write_stand_in
 from challenge.reports.result import format_result
 from challenge.scoring.compare import CONFIDENCES_FILE, read_confidences
+from challenge.scoring.context import KIT_BASELINES
+from challenge.scoring.result import Result
+from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.scorer import score_submission
 from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
+from tests.results import SETTINGS
 
 SYNTHETIC = [*TINY, "seed=123"]  # the synthetic pool's own fingerprint, apart from a trained one
 SCORE = [*SYNTHETIC, "scorer.budget_seconds=120", "scorer.n_bootstrap=20"]
@@ -38,13 +43,23 @@ TEMPLATE = SUBMISSIONS.parent.parent / "submissions" / "template.py"
 RUNTIME = {
     "raises.py": ([], "raised", "ZeroDivisionError: division by zero at line 6 of the submission in run 0"),
     "returns_not_model.py": ([], "not_a_model", "run 0: unlearning returned OrderedDict, not a torch.nn.Module"),
-    "wrong_architecture.py": ([], "wrong_architecture", "does not fit test_resnet: 92 missing tensors (e.g. conv1.0.weight), 2 unexpected (e.g. 1.weight)"),
+    "wrong_architecture.py": (
+        [],
+        "wrong_architecture",
+        "does not fit test_resnet: 92 missing tensors (e.g. conv1.0.weight), 2 unexpected (e.g. 1.weight)",
+    ),
     "nan_outputs.py": ([], "non_finite", "contain NaN or infinity"),
-    "sleeps.py": (["scorer.budget_seconds=1", "scorer.wall_slack=1"], "timeout", "of wall-clock time (not counting waits for a busy CPU) using only 0.0 s of CPU: a run may idle"),
+    "sleeps.py": (
+        ["scorer.budget_seconds=1", "scorer.wall_slack=1"],
+        "timeout",
+        "of wall-clock time (not counting waits for a busy CPU) using only 0.0 s of CPU: a run may idle",
+    ),
     "infinite_loop.py": (["scorer.budget_seconds=0.5"], "timeout", "was stopped"),
     "twice_the_budget.py": (["scorer.budget_seconds=0.5"], "timeout", "finished run(s) cost"),
-    # Priced budgets: the tiny recipe's retrain is 3 steps (about 0.1 CPU s); the template's one epoch costs as much.
-    "busy_thread_at_import.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=5"], "timeout", "budgets"),
+    # Priced budgets: the tiny recipe's retrain is 2 steps (about 0.1 CPU s); the template's one epoch costs as much.
+    # Its thread keeps CPU time level with wall time, so the CPU cap and the wall-clock cap (both 3 budgets) race.
+    "busy_thread_at_import.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=5"], "timeout", "budget"),
+    # Priced at 10 × a retrain: room for the charge outside the runs that load still causes (issue 27's note).
     "template.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=10"], "scored", "final score"),
     "tuple_batches.py": ([], "raised", "batches are dicts with `image` and `age_group`"),
     "kaggle_paths.py": ([], "scored", "final score"),
@@ -54,11 +69,20 @@ RUNTIME = {
     "floods.py": (["scorer.log_cap_bytes=100000"], "flooded", "wrote more than 100000 bytes to stdout"),
     "leaves_process.py": ([], "left_processes", "run 0 left 1 process(es) running: sleep"),
     "kaggle_inplace.py": ([], "scored", "final score"),
+    # baselines/do_nothing.py: returns the net it was given, so each run's outputs are those of its original
+    "do_nothing.py": (["pool.originals=3"], "scored", "final score"),
     "network.py": ([], "raised", "OSError: [Errno 101] Network is unreachable at line 7 of the submission in run 0"),
     "snoop.py": ([], "raised", "RuntimeError: snooped: found nothing"),
+    # Every run starts fresh: five epochs in one run fit the 3 runs' budgets (about 1.5 of 3), in every run they do not.
+    "caches_in_a_global.py": (["scorer.budget_seconds=null"], "timeout", "budgets"),  # the tiny preset's own budget
+    "looks_for_other_runs.py": ([], "scored", "final score"),
+    "seeds_at_import.py": ([], "scored", "final score"),
 }
 # Limits tests/test_sandbox.py checks at the sandbox itself: their verdicts through the scorer run in `make test-all`.
-RUNTIME_SLOW = {name: RUNTIME.pop(name) for name in ("eats_memory.py", "segfaults.py", "floods.py", "leaves_process.py", "network.py", "snoop.py")}
+RUNTIME_SLOW = {
+    name: RUNTIME.pop(name)
+    for name in ("eats_memory.py", "segfaults.py", "floods.py", "leaves_process.py", "network.py", "snoop.py")
+}
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +92,7 @@ def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
     The scorer only reads a pool's entries and its original net; training even this tiny pool
     takes minutes on a loaded 2-core machine, and the verdicts do not depend on how it was trained.
     """
-    cfg = compose_config("pool", SYNTHETIC, tmp_path_factory.mktemp("pool"))
+    cfg = compose_config("pool", [*SYNTHETIC, "pool.originals=3"], tmp_path_factory.mktemp("pool"))
     write_stand_in(cfg, 3, seconds=10.0, accuracies={"retain": 0.5, "forget": 0.3, "test": 0.4})
 
 
@@ -78,15 +102,16 @@ def trained_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
     build_pool(compose_config("pool", TINY, tmp_path_factory.mktemp("trained-pool")))
 
 
-def score(out: Path, submission: Path, *overrides: str) -> dict:
+def score(out: Path, submission: Path, *overrides: str) -> Result:
     cfg = compose_config("score", [*SCORE, *overrides], out)
     return score_submission(cfg, submission, out)
 
 
-def score_all(files: dict[str, tuple], root: Path) -> dict[str, dict]:
+def score_all(files: dict[str, tuple], root: Path) -> dict[str, Result]:
     """Submissions that need a child with torch, scored at once: each child pays the torch import."""
+
     def one(name: str) -> dict:
-        path = SUBMISSIONS / name if (SUBMISSIONS / name).exists() else TEMPLATE
+        path = next((d / name for d in (SUBMISSIONS, KIT_BASELINES) if (d / name).exists()), TEMPLATE)
         return score(root / name, path, *files[name][0])
 
     with ThreadPoolExecutor(max_workers=len(files)) as pool:
@@ -94,82 +119,99 @@ def score_all(files: dict[str, tuple], root: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     return score_all(RUNTIME, tmp_path_factory.mktemp("runtime"))
 
 
 @pytest.fixture(scope="module")
-def slow_runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def slow_runtime_results(tiny_pool: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     return score_all(RUNTIME_SLOW, tmp_path_factory.mktemp("runtime-slow"))
 
 
 @pytest.mark.parametrize("name", RUNTIME)
-def test_runtime_verdicts(runtime_results: dict[str, dict], name: str) -> None:
+def test_runtime_verdicts(runtime_results: dict[str, Result], name: str) -> None:
     check_verdict(runtime_results[name], *RUNTIME[name][1:])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RUNTIME_SLOW)
-def test_runtime_verdicts_of_limits_the_sandbox_tests_check(slow_runtime_results: dict[str, dict], name: str) -> None:
+def test_runtime_verdicts_of_limits_the_sandbox_tests_check(slow_runtime_results: dict[str, Result], name: str) -> None:
     check_verdict(slow_runtime_results[name], *RUNTIME_SLOW[name][1:])
 
 
-def check_verdict(result: dict, status: str, words: str) -> None:
-    assert (result["status"], words in result["message"]) == (status, True), result["message"]
-    assert "\n" not in result["message"]
-    on_disk = json.loads(Path(result["logs"]["stdout"]).with_name("result.json").read_text())
-    assert on_disk["status"] == status
+def check_verdict(result: Result, status: str, words: str) -> None:
+    assert (result.status, words in result.message) == (status, True), result.message
+    assert "\n" not in result.message
+    assert Result.read(Path(result.logs["stdout"]).with_name("result.json")) == result
 
 
-def test_an_infinite_loop_is_stopped_within_three_budgets(runtime_results: dict[str, dict]) -> None:
-    message = runtime_results["infinite_loop.py"]["message"]
-    used = re.search(r"used (\d+\.\d) budgets by run 0|stopped after (\d+\.\d) s, over the cap of 3 × its budget of 0.50 s", message)
+def test_an_infinite_loop_is_stopped_within_three_budgets(runtime_results: dict[str, Result]) -> None:
+    message = runtime_results["infinite_loop.py"].message
+    used = re.search(
+        r"used (\d+\.\d) budgets by run 0|stopped after (\d+\.\d) s, over the cap of 3 × its budget of 0.50 s", message
+    )
     assert used, message
     budgets = float(used[1]) if used[1] else float(used[2]) / 0.5
     assert 2.5 <= budgets <= 3.3, message  # stopped at the cap, not left to run
 
 
-def test_twice_the_budget_is_rejected_saying_by_how_much(runtime_results: dict[str, dict]) -> None:
-    message = runtime_results["twice_the_budget.py"]["message"]
+def test_twice_the_budget_is_rejected_saying_by_how_much(runtime_results: dict[str, Result]) -> None:
+    message = runtime_results["twice_the_budget.py"].message
     ratio = re.search(r"run\(s\) cost (\d\.\d\d) × the budget on average", message)
     assert ratio and 1.7 <= float(ratio[1]) <= 2.4, message
 
 
-def test_a_thread_started_at_import_cannot_inflate_the_price_of_a_retrain(runtime_results: dict[str, dict]) -> None:
+def test_a_thread_started_at_import_cannot_inflate_the_price_of_a_retrain(runtime_results: dict[str, Result]) -> None:
     """Priced before the import: the busy thread's file gets the template's price, and pays for its thread."""
     busy, template = (runtime_results[n] for n in ("busy_thread_at_import.py", "template.py"))
-    ratio = busy["budget"]["calibration"]["per_step_seconds"] / template["budget"]["calibration"]["per_step_seconds"]
+    ratio = busy.budget.calibration.per_step_seconds / template.budget.calibration.per_step_seconds
     assert 0.67 <= ratio <= 1.5, ratio
-    assert busy["status"] == "timeout" and "budgets" in busy["message"]
+    assert busy.status == "timeout", busy.message
+    stopped = r"used \d+\.\d budgets by run \d+|stopped after \d+\.\d s, over the cap of 3 × its budget"
+    assert re.search(stopped, busy.message), busy.message
 
 
-def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runtime_results: dict[str, dict]) -> None:
+def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runtime_results: dict[str, Result]) -> None:
     r = runtime_results["template.py"]
-    b, cal = r["budget"], r["budget"]["calibration"]
-    assert cal["steps_per_retrain"] == 2 and cal["clock"] == "cpu"  # 1 epoch of 150-odd retain images in batches of 64, the last short one dropped
-    assert b["retrain_seconds"] == pytest.approx(cal["per_step_seconds"] * 2)
-    assert b["per_run"] == pytest.approx(10 * b["retrain_seconds"]) and "10 × retraining's cost" in b["rule"]
-    assert len(b["run_cost"]) == 3 and b["run_fraction"] == pytest.approx([c / b["per_run"] for c in b["run_cost"]])
-    assert [run["cost_fraction"] for run in r["runs"]] == b["run_fraction"]
-    assert b["used_budgets"] < 3
+    b, cal = r.budget, r.budget.calibration
+    assert (
+        cal.steps_per_retrain == 2 and cal.clock == "cpu"
+    )  # 1 epoch of 150-odd retain images in batches of 64, the last short one dropped
+    assert b.retrain_seconds == pytest.approx(cal.per_step_seconds * 2)
+    assert b.per_run == pytest.approx(10 * b.retrain_seconds) and "10 × retraining's cost" in b.rule
+    assert len(b.run_cost) == 3 and b.run_fraction == pytest.approx([c / b.per_run for c in b.run_cost])
+    assert len(set(b.run_kit)) == 1 and b.run_kit[0] > 0  # one credit, timed before the import, for every run
+    assert [run.cost_fraction for run in r.runs] == b.run_fraction
+    assert b.used_budgets < 3
     text = format_result(r)
     assert "budget per run" in text and "retrain, calibrated" in text and "per run (% of budget)" in text
 
 
+# Slow: with a core kept busy, about 1 CPU s of a scoring is still charged outside its runs (issue 27's note).
+@pytest.mark.slow
 def test_a_run_slowed_by_machine_load_is_not_stopped_by_the_wall_clock(tiny_pool: None, tmp_path: Path) -> None:
     """Busy processes in sessions of their own (so the scheduler shares the cores among them) make
     each 0.4-CPU-second run take several times that by the wall clock; the wall-clock cap
-    (budget_cap × wall_slack × budget = 0.75 s here) discounts the time the child waited for a CPU."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(3 * (os.cpu_count() or 1))]
+    (budget_cap × wall_slack × budget = 1.125 s here) discounts the time the child waited for a CPU."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(3 * (os.cpu_count() or 1))
+    ]
     try:
-        r = score(tmp_path, SUBMISSIONS / "busy_for_0_4_cpu_seconds.py", "scorer.budget_seconds=0.5", "scorer.budget_cap=1.5", "scorer.wall_slack=1")
+        r = score(
+            tmp_path,
+            SUBMISSIONS / "busy_for_0_4_cpu_seconds.py",
+            "scorer.budget_seconds=0.75",  # 0.4 CPU s a run, and its fresh process, with room to spare
+            "scorer.budget_cap=1.5",
+            "scorer.wall_slack=1",
+        )
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    assert r["status"] == "scored", r["message"]
-    assert max(r["timing"]["run_seconds"]) > 0.75  # the load was real: by the child's own wall clock, past the cap
-    assert all(0.3 <= c <= 0.6 for c in r["budget"]["run_cost"]), r["budget"]["run_cost"]  # charged its CPU seconds, not the wait
+    assert r.status == "scored", r.message
+    assert max(r.timing["run_seconds"]) > 1.125  # the load was real: by the run's own wall clock, past the cap
+    assert all(0.35 <= c <= 0.7 for c in r.budget.run_cost), r.budget.run_cost  # charged its CPU seconds, not the wait
 
 
 class _ScriptedTree:
@@ -188,12 +230,9 @@ def test_a_late_poll_charges_each_run_its_own_clocks_within_what_the_polls_allow
     """The meter sees a marker only at its next poll: a poll delayed past the next run's start must not
     charge that work to this run, nor two markers seen together charge 0; a forged or unreadable claim
     stays within the polls' bounds, and the whole child's charge is the tree's, whatever the claims."""
-    from challenge.scoring.budget import Meter
-    from challenge.scoring.settings import Settings
+    from challenge.scoring.meter import Meter
 
-    settings = Settings(n_runs=5, first_seed=0, budget_fraction=0.2, budget_seconds=10.0, budget_cap=3.0, wall_slack=3.0,
-                        calibration_steps=3, startup_seconds=60.0, memory_mb=None, file_size_mb=None, log_cap_bytes=1000,
-                        n_bootstrap=0, isolation="none", threads=1, batch_size=64, eval_batch_size=256)
+    settings = replace(SETTINGS, n_runs=5, budget_seconds=10.0, log_cap_bytes=1000, n_bootstrap=0)
     meter, tree = Meter(tmp_path, list(range(5)), settings), _ScriptedTree()
 
     def poll(cpu: float, **markers: object) -> None:
@@ -220,19 +259,181 @@ def test_a_late_poll_charges_each_run_its_own_clocks_within_what_the_polls_allow
     assert sum(costs) + meter.outside_budgets() * 10.0 == pytest.approx(5.6 - 0.2)
 
 
-def test_raised_traceback_is_in_the_log(runtime_results: dict[str, dict]) -> None:
-    log = Path(runtime_results["raises.py"]["logs"]["stderr"]).read_text()
-    assert "ZeroDivisionError" in log and 'line 6, in unlearning' in log
+def test_each_run_is_credited_the_kits_own_part_of_a_fresh_run_and_nothing_more(tmp_path: Path) -> None:
+    """The child times a fresh run with nothing of the participant's (fork, loaders, weights out, exit) before
+    the import; the meter takes that much off each run's charge, never below 0, and off the whole child's
+    charge as much as it took off the runs: the credit moves nothing to the work outside the runs."""
+    from challenge.scoring.meter import Meter
+
+    settings = replace(SETTINGS, n_runs=3, budget_seconds=10.0, log_cap_bytes=1000, n_bootstrap=0)
+    meter, tree = Meter(tmp_path, list(range(3)), settings), _ScriptedTree()
+
+    def poll(cpu: float, *markers: str) -> None:
+        for name in markers:
+            (tmp_path / name).write_text(json.dumps({"cpu": cpu - 0.01, "monotonic": 0.0}))
+        tree.cpu = cpu
+        assert meter(tree) is None
+
+    kit_run = {"cpu": 0.3, "wall": 0.5}
+    (tmp_path / "calibration.json").write_text(json.dumps({"clock": "cpu", "skipped": True, "kit_run": kit_run}))
+    poll(1.0)
+    poll(1.5, "run-0000.start")
+    poll(2.5, "run-0000.end", "run-0001.start")  # run 0: 1.0 s, 0.3 of them the kit's
+    poll(2.7, "run-0001.end")  # run 1: 0.2 s, less than the kit's own part
+    poll(2.8, "run-0002.start")
+    poll(4.8, "run-0002.end")
+    meter.settle()
+    assert [round(meter.records[i]["cost"], 6) for i in range(3)] == [0.7, 0.0, 1.7]
+    assert [round(meter.records[i]["kit"], 6) for i in range(3)] == [0.3, 0.2, 0.3]
+    assert meter.outside_budgets() * 10.0 == pytest.approx((4.8 - 1.0) - (1.0 + 0.2 + 2.0))  # 0.6 s, as without
+    assert meter.charged(0.0) * 10.0 == pytest.approx(4.8 - 1.0 - 0.8)
+    from challenge.scoring.budget import read_kit_run
+
+    (tmp_path / "calibration.json").write_text(json.dumps({"kit_run": {"cpu": "nan", "wall": -1}}))
+    assert read_kit_run(tmp_path / "calibration.json") == {"cpu": 0.0, "wall": 0.0}  # insane: no credit at all
 
 
-def test_kaggle_inplace_function_scores_normally(runtime_results: dict[str, dict]) -> None:
+def test_a_file_caching_run_0_in_a_global_pays_its_work_in_every_run(runtime_results: dict[str, Result]) -> None:
+    """Five epochs cost about 1.5 budgets at the tiny preset's own budget: one run of them fits the 3 runs' 3
+    budgets, three do not."""
+    r = runtime_results["caches_in_a_global.py"]
+    assert r.status == "timeout", r.message
+    stopped = re.search(r"used (\d+\.\d+) budgets by run (\d+)|the 3 runs used (\d+\.\d+) budgets", r.message)
+    assert stopped and (stopped[3] or int(stopped[2]) >= 1), r.message  # run 1 paid again: no cached copy reached it
+
+
+def test_run_i_starts_from_original_i_mod_s(runtime_results: dict[str, Result], tmp_path: Path) -> None:
+    """pool.originals=3: do_nothing returns the net it was given, so run i's forget confidences are original i's;
+    the pool is the same (its fingerprint leaves the originals out), S is in the settings and the result table."""
+    from hydra.utils import instantiate
+
+    from challenge.pool.folder import Pool
+    from challenge.scoring.metric import logit_scaled_confidence
+    from challenge.training.net import load_net, predict_logits
+
+    r = runtime_results["do_nothing.py"]
+    unlearned = read_confidences(Path(r.logs["stdout"]).with_name(CONFIDENCES_FILE)).unlearned
+    cfg = compose_config("score", [*SCORE, "pool.originals=3"], tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    pool = Pool.for_config(cfg, dm)
+    for i in range(3):
+        logits, targets = predict_logits(load_net(pool.original_of(i))[0], dm.batches("forget"), "cpu")
+        assert np.allclose(unlearned[i], logit_scaled_confidence(logits.numpy(), targets.numpy()), atol=1e-4), i
+    assert len({row.tobytes() for row in unlearned}) == 3
+    assert r.settings.originals == 3 and r.pool.fingerprint == pool.fingerprint
+    assert "run i from original i mod 3" in format_result(r)
+
+
+def test_more_originals_than_runs_or_than_the_pool_holds_is_one_line(tiny_pool: None, tmp_path: Path) -> None:
+    with pytest.raises(ChallengeError, match=r"^pool.originals=4 is more than scorer.n_runs=3: .* at most 3$"):
+        score(tmp_path / "a", TEMPLATE, "pool.originals=4")
+    r = run_cli("score", str(TEMPLATE), *SCORE, "pool.originals=4", f"paths.output_dir={tmp_path / 'b'}")
+    assert r.returncode == 2 and r.stderr.strip().endswith("set pool.originals to at most 3"), r.stderr
+    cfg = compose_config("pool", [*SYNTHETIC, "seed=124"], tmp_path / "c")  # a pool of its own, one original
+    write_stand_in(cfg, 3, seconds=1.0, accuracies={"retain": 0.5, "forget": 0.3, "test": 0.4})
+    with pytest.raises(ChallengeError, match=r"has 1 of the 2 original models .* `challenge pool pool.originals=2`"):
+        score(tmp_path / "d", TEMPLATE, "seed=124", "pool.originals=2")
+
+
+def test_a_file_seeding_at_import_still_gives_distinct_runs(runtime_results: dict[str, Result]) -> None:
+    r = runtime_results["seeds_at_import.py"]
+    unlearned = read_confidences(Path(r.logs["stdout"]).with_name(CONFIDENCES_FILE)).unlearned
+    assert len({row.tobytes() for row in unlearned}) == 3, unlearned[:, :3]  # each run's own seed, set after the import
+
+
+def test_a_scored_result_reads_back_bit_for_bit_and_its_row_gives_every_leaderboards_columns(
+    runtime_results: dict[str, Result],
+) -> None:
+    """One real scoring: result.json reads back as the same Result, byte for byte; its LeaderboardRow gives the
+    terminal table's cells, scores.json in the bundle's columns (as the Codabench scoring program builds it from
+    the judge's score and the charges) and the W&B table's columns."""
+    from challenge.commands.competition import wandb_columns
+    from challenge.competition.bundle import COLUMNS
+    from challenge.competition.scoring_program import scores_of
+    from challenge.reports.leaderboard import leaderboard_table, rank
+    from tests.test_leaderboard import cell
+
     r = runtime_results["kaggle_inplace.py"]
-    s = r["score"]
-    assert 0 <= s["forget_quality"] <= 1 and s["final_score"] == pytest.approx(s["forget_quality"] * s["retain_ratio"] * s["test_ratio"])
-    assert len(r["runs"]) == 3 and [run["seed"] for run in r["runs"]] == [0, 1, 2]
-    assert len(r["examples"]["epsilon"]) == len(r["examples"]["image_id"]) == s["n_examples"]
-    assert len(r["timing"]["run_seconds"]) == 3 and r["pool"]["fingerprint"] and len(r["submission"]["sha256"]) == 64
-    assert r["sandbox"]["isolation"]
+    path = Path(r.logs["stdout"]).with_name("result.json")
+    assert Result.read(path) == r and Result.read(path).to_json() == path.read_text()
+    row = LeaderboardRow.from_result("kaggle_inplace", r, path.parent)
+    scores = row.scores()
+    s = r.score
+    assert scores == {
+        "final_score": s.final_score,
+        "forget_quality": s.forget_quality,
+        "f_ci_low": s.forget_quality_ci[0],
+        "f_ci_high": s.forget_quality_ci[1],
+        "retain_ratio": s.retain_ratio,
+        "test_ratio": s.test_ratio,
+        "seconds_per_run": float(np.mean(r.budget.run_cost)),
+        "ulira_accuracy": s.attacks.ulira.balanced_accuracy,
+        "klom": s.attacks.klom.mean,
+        "auc_fold": s.attacks.auc.mean_fold,
+    }
+    assert list(scores) == [c.key for c in COLUMNS] == list(wandb_columns()[4:14])
+    assert [st.n_examples for st in s.strata.strata] == [
+        len(r.examples.epsilon) // 3 + (i < len(r.examples.epsilon) % 3) for i in range(3)
+    ]
+    judged = {f.name: getattr(s, f.name) for f in fields(s) if f.name != "ceiling"}  # what judge.score gave
+    assert scores_of(judged, [{"cost": c} for c in r.budget.run_cost]) == scores
+    table = leaderboard_table(rank([row])).splitlines()
+    assert cell(table, 1, "final") == f"{scores['final_score']:.3f}"
+    assert (
+        cell(table, 1, "F [95% CI]")
+        == f"{scores['forget_quality']:.3f} [{scores['f_ci_low']:.3f}, {scores['f_ci_high']:.3f}]"
+    )
+    assert (cell(table, 1, "RA ratio"), cell(table, 1, "TA ratio")) == (
+        f"{scores['retain_ratio']:.3f}",
+        f"{scores['test_ratio']:.3f}",
+    )
+    assert cell(table, 1, "s/run / budget").startswith(f"{scores['seconds_per_run']:.2f} / {r.budget.per_run:.2f} (")
+
+
+def test_a_scoring_logs_its_numbers_and_leaderboard_columns_to_wandb(
+    runtime_results: dict[str, Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from challenge.reports.tracking import log_score
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_config("score", [*SCORE, "logger=wandb", f"submission={SUBMISSIONS / 'kaggle_inplace.py'}"], tmp_path)
+    log_score(cfg, runtime_results["kaggle_inplace.py"])
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    blob = next(run.glob("run-*.wandb")).read_bytes()
+    for key in ("retain_acc_unlearned", "f_ci_low", "f_ci_high", "seconds_per_run"):
+        assert key.encode() in blob, key  # the score's numbers and the leaderboard's columns, in the summary
+    (table,) = run.rglob("examples_*.table.json")  # one row per forget image
+    rows = json.loads(table.read_text())
+    examples = runtime_results["kaggle_inplace.py"].examples
+    assert rows["columns"] == ["image_id", "person_id", "epsilon", "unlearned_confidence", "retrained_confidence"]
+    assert [r[2] for r in rows["data"]] == examples.epsilon
+
+
+def test_raised_traceback_is_in_the_log(runtime_results: dict[str, Result]) -> None:
+    log = Path(runtime_results["raises.py"].logs["stderr"]).read_text()
+    assert "ZeroDivisionError" in log and "line 6, in unlearning" in log
+
+
+def test_kaggle_inplace_function_scores_normally(
+    runtime_results: dict[str, Result], tiny_pool: None, tmp_path: Path
+) -> None:
+    from challenge.scoring.metric import forget_score
+
+    r = runtime_results["kaggle_inplace.py"]
+    s = r.score
+    assert s.forget_quality == pytest.approx(forget_score(r.examples.epsilon, 3))
+    assert s.final_score == pytest.approx(s.forget_quality * s.retain_ratio * s.test_ratio)
+    assert len(r.runs) == 3 and [run.seed for run in r.runs] == [0, 1, 2]
+    assert len(r.examples.epsilon) == len(r.examples.image_id) == s.n_examples
+    assert len(r.timing["run_seconds"]) == 3 and r.pool.fingerprint and len(r.submission.sha256) == 64
+    assert r.sandbox["isolation"]
+    # The fine-tuning done in place (the function returns None) is what was scored, not the original net:
+    # on the same pool, returning the original unchanged gives other confidences on the forget images.
+    nothing = score(tmp_path, SUBMISSIONS.parent.parent / "baselines" / "do_nothing.py")
+    assert nothing.status == "scored" and nothing.pool.fingerprint == r.pool.fingerprint
+    moved = np.abs(np.subtract(r.examples.unlearned_confidence, nothing.examples.unlearned_confidence))
+    assert moved.max() > 1e-3, moved.max()
 
 
 @pytest.mark.parametrize(
@@ -240,15 +441,24 @@ def test_kaggle_inplace_function_scores_normally(runtime_results: dict[str, dict
     [
         ("syntax_error.py", "syntax_error", "syntax error at line 4"),
         ("no_function.py", "no_function", "defines no `unlearning` function"),
-        ("wrong_signature.py", "bad_signature", "unlearning(net, retain_loader) cannot be called as unlearning(net, retain_loader, forget_loader, val_loader)"),
-        ("raises_at_import.py", "raised", "ImportError: no module named secret_sauce at line 3 of the submission while loading the file"),
+        (
+            "wrong_signature.py",
+            "bad_signature",
+            "unlearning(net, retain_loader) cannot be called as unlearning(net, retain_loader, forget_loader, "
+            "val_loader)",
+        ),
+        (
+            "raises_at_import.py",
+            "raised",
+            "ImportError: no module named secret_sauce at line 3 of the submission while loading the file",
+        ),
         ("does_not_exist.py", "not_found", "no submission file at"),
     ],
 )
 def test_load_verdicts(tiny_pool: None, tmp_path: Path, name: str, status: str, words: str) -> None:
     result = score(tmp_path, SUBMISSIONS / name)
-    assert result["status"] == status and words in result["message"], result["message"]
-    assert json.loads((tmp_path / "result.json").read_text())["status"] == status
+    assert result.status == status and words in result.message, result.message
+    assert Result.read(tmp_path / "result.json").status == status
 
 
 def test_missing_pool_is_the_users_fault(tiny_pool: None, tmp_path: Path) -> None:
@@ -260,14 +470,16 @@ def test_cli_prints_a_verdict_line_and_exits_1(tiny_pool: None, tmp_path: Path) 
     r = run_cli("score", str(SUBMISSIONS / "no_function.py"), *SCORE, f"hydra.run.dir={tmp_path}")
     assert r.returncode == 1
     assert r.stderr.splitlines()[-2].startswith("rejected (no_function): the file defines no `unlearning` function")
-    assert json.loads((tmp_path / "result.json").read_text())["status"] == "no_function"
+    assert Result.read(tmp_path / "result.json").status == "no_function"
 
 
 def test_limits_too_tight_for_the_kit_itself_are_the_organisers_error(tiny_pool: None, tmp_path: Path) -> None:
     """No participant code has run when the child cannot even start: one line, exit 2, no verdict stored."""
     r = run_cli("score", str(TEMPLATE), *SCORE, "scorer.memory_mb=1", "scorer.fresh=true", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: the scoring child failed before running any participant code"), r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(
+        "error: the scoring child failed before running any participant code"
+    ), r.stderr
     assert "scorer.memory_mb=1 is too small for the kit itself" in r.stderr
     assert not (tmp_path / "result.json").exists()
 
@@ -276,24 +488,34 @@ def test_limits_too_tight_for_the_kit_itself_are_the_organisers_error(tiny_pool:
 def test_same_submission_seeds_and_pool_give_identical_numbers(tiny_pool: None, tmp_path: Path) -> None:
     first = score(tmp_path / "a", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
     second = score(tmp_path / "b", SUBMISSIONS / "kaggle_inplace.py", "scorer.fresh=true")
-    assert first["timing"]["reused_runs"] == second["timing"]["reused_runs"] == 0
+    assert first.timing["reused_runs"] == second.timing["reused_runs"] == 0
     for key in ("status", "score", "examples", "settings", "pool"):
-        assert first[key] == second[key], key
+        assert getattr(first, key) == getattr(second, key), key
     assert _scored_numbers(first)["runs"] == _scored_numbers(second)["runs"]
 
 
-def _scored_numbers(result: dict) -> dict:
+def _scored_numbers(result: Result) -> dict:
     measured = ("cost", "cost_fraction")  # CPU seconds: the one thing in a run that is measured, not computed
-    return {"score": result["score"], "examples": result["examples"], "runs": [{k: v for k, v in r.items() if k not in measured} for r in result["runs"]]}
+    return {
+        "score": result.score,
+        "examples": result.examples,
+        "runs": [{k: v for k, v in asdict(r).items() if k not in measured} for r in result.runs],
+    }
 
 
-@pytest.mark.parametrize("name", ["sleeps_a_little.py", "rewrites_earlier_run.py"])
-def test_evaluating_alongside_the_child_gives_the_bits_of_evaluating_after_it(tiny_pool: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["sleeps_a_little.py", pytest.param("rewrites_earlier_run.py", marks=pytest.mark.slow)]
+)
+def test_evaluating_alongside_the_child_gives_the_bits_of_evaluating_after_it(
+    tiny_pool: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     """The judge evaluates run i while the child runs i + 1 (on a spare core); the numbers are those of
-    evaluating after the child, also when the child rewrites a run's weights after they were evaluated."""
+    evaluating after the child, also when later runs try to rewrite an earlier run's weights."""
     if name == "sleeps_a_little.py":
         submission = tmp_path / name
-        submission.write_text("import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(0.5)\n")
+        submission.write_text(
+            "import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(0.5)\n"
+        )
     else:
         submission = SUBMISSIONS / name
     import challenge.scoring.scorer as scorer
@@ -301,13 +523,14 @@ def test_evaluating_alongside_the_child_gives_the_bits_of_evaluating_after_it(ti
     alongside = score(tmp_path / "alongside", submission, "scorer.fresh=true")
     monkeypatch.setattr(scorer, "spare_core", lambda settings: False)
     after = score(tmp_path / "after", submission, "scorer.fresh=true")
-    assert alongside["status"] == after["status"] == "scored", (alongside["message"], after["message"])
-    assert alongside["timing"]["evaluation_alongside"]["runs"] >= 2  # runs 0 and 1 at least: each run sleeps 0.5 s
-    assert "evaluation_alongside" not in after["timing"]
+    assert alongside.status == after.status == "scored", (alongside.message, after.message)
+    assert alongside.timing["evaluation_alongside"]["runs"] >= 2  # runs 0 and 1 at least: each run sleeps 0.5 s
+    assert "evaluation_alongside" not in after.timing
     assert _scored_numbers(alongside) == _scored_numbers(after)
-    if name == "rewrites_earlier_run.py":  # run 0 was evaluated alongside before its classifier was zeroed: that evaluation did not count
-        unlearned = read_confidences(tmp_path / "alongside" / CONFIDENCES_FILE).unlearned
-        assert np.ptp(unlearned[0]) == 0 < np.ptp(unlearned[1])  # a zero classifier: one confidence for every image
+    if name == "rewrites_earlier_run.py":  # run 0's weights had left the sandbox: the zeroed classifier reached nothing
+        for folder in ("alongside", "after"):
+            unlearned = read_confidences(tmp_path / folder / CONFIDENCES_FILE).unlearned
+            assert min(np.ptp(unlearned, axis=1)) > 0  # a zero classifier would give one confidence for every image
 
 
 def test_what_the_child_leaves_for_weights_is_read_alongside_only_as_a_small_regular_file(tmp_path: Path) -> None:
@@ -325,11 +548,20 @@ def test_what_the_child_leaves_for_weights_is_read_alongside_only_as_a_small_reg
 @pytest.mark.slow
 def test_killed_scorer_resumes_without_rerunning_finished_runs(tiny_pool: None, tmp_path: Path) -> None:
     submission = tmp_path / "slow_do_nothing.py"
-    submission.write_text("import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(4)\n")
+    submission.write_text(
+        "import time\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n    time.sleep(4)\n"
+    )
     args = ["score", str(submission), *SCORE]
-    proc = subprocess.Popen([str(CHALLENGE), *args, f"hydra.run.dir={tmp_path}/1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(CHALLENGE), *args, f"hydra.run.dir={tmp_path}/1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     outputs = _child_outputs(proc, submission)
-    charged = outputs.parent.parent / "ledger" / "run-0000.json"  # what the scorer's meter charged: a run is finished then
+    charged = (
+        outputs.parent.parent / "ledger" / "run-0000.json"
+    )  # what the scorer's meter charged: a run is finished then
     while not ((outputs / "run-0000.json").exists() and charged.exists()):
         assert proc.poll() is None, "the scorer finished before it could be killed"
         time.sleep(0.05)
@@ -337,8 +569,8 @@ def test_killed_scorer_resumes_without_rerunning_finished_runs(tiny_pool: None, 
     proc.wait()
     r = run_cli(*args, f"hydra.run.dir={tmp_path}/2")
     assert r.returncode == 0, r.stderr
-    result = json.loads((tmp_path / "2" / "result.json").read_text())
-    assert result["status"] == "scored" and result["timing"]["reused_runs"] >= 1
+    result = Result.read(tmp_path / "2" / "result.json")
+    assert result.status == "scored" and result.timing["reused_runs"] >= 1
 
 
 def _child_outputs(proc: subprocess.Popen, submission: Path) -> Path:
@@ -355,20 +587,28 @@ def _child_outputs(proc: subprocess.Popen, submission: Path) -> Path:
 @pytest.mark.slow
 def test_retraining_from_scratch_forgets_better_than_doing_nothing(trained_pool: None, tmp_path: Path) -> None:
     retrain = tmp_path / "retrain.py"
-    retrain.write_text((SUBMISSIONS / "retrain.py").read_text().replace("EPOCHS = 12", "EPOCHS = 1"))  # the pool's recipe
+    retrain.write_text(
+        (SUBMISSIONS / "retrain.py").read_text().replace("EPOCHS = 12", "EPOCHS = 1")
+    )  # the pool's recipe
     overrides = [*TINY, "scorer.budget_seconds=600", "scorer.n_bootstrap=0"]
-    nothing = score_submission(compose_config("score", overrides, tmp_path / "a"), SUBMISSIONS / "do_nothing.py", tmp_path / "a")
+    nothing = score_submission(
+        compose_config("score", overrides, tmp_path / "a"), SUBMISSIONS / "do_nothing.py", tmp_path / "a"
+    )
     retrained = score_submission(compose_config("score", overrides, tmp_path / "b"), retrain, tmp_path / "b")
-    assert nothing["score"]["forget_quality"] == 0.0  # N identical outputs: every example gets the capped epsilon
+    assert nothing.score.forget_quality == 0.0  # N identical outputs: every example gets the capped epsilon
     # Even a perfect method's F is small at N = 3, where each example's epsilon comes from 3 samples
     # (0.125 here; retrain at N = 16 on the default preset: 0.148). Doing nothing is exactly 0.
-    assert retrained["score"]["forget_quality"] > 0.05
+    assert retrained.score.forget_quality > 0.05
 
 
 # Hostile files against the caps on what one submission can take from the others, each bounded a little above
 # its cap (a missing cap cannot harm CI), scored one after the other, then a normal file: it must score.
 CAPS = {
-    "fork_bomb.py": (["scorer.max_processes=64"], "processes", "processes and threads at once and was stopped (scorer.max_processes=64)"),
+    "fork_bomb.py": (
+        ["scorer.max_processes=64"],
+        "processes",
+        "processes and threads at once and was stopped (scorer.max_processes=64)",
+    ),
     "fills_tmp.py": (["scorer.scratch_mb=64"], "disk", "scorer.scratch_mb"),
     "fills_disk.py": (["scorer.scratch_mb=64"], "disk", "and was stopped (scorer.scratch_mb=64"),
     "detached_hog.py": ([], "left_processes", "left 1 process(es) running"),
@@ -382,12 +622,12 @@ def test_each_cap_ends_in_its_verdict_leaves_nothing_and_the_next_file_scores(ti
     for name, (overrides, status, words) in CAPS.items():
         before = settled({"processes": float("inf")})
         result = score(tmp_path / name, SUBMISSIONS / name, *overrides)
-        report(f"{name} -> {result['status']}", before, settled(before))
+        report(f"{name} -> {result.status}", before, settled(before))
         check_verdict(result, status, words)
-        assert not (Path(result["logs"]["stdout"]).parent / "attempt").exists()
-        assert result["sandbox"]["processes"] and result["sandbox"]["scratch"] and result["sandbox"]["cpu"]
+        assert not (Path(result.logs["stdout"]).parent / "attempt").exists()
+        assert result.sandbox["processes"] and result.sandbox["scratch"] and result.sandbox["cpu"]
     assert not [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith(b"sleep\x0030")]
-    assert score(tmp_path / "after", SUBMISSIONS / "kaggle_inplace.py")["status"] == "scored"
+    assert score(tmp_path / "after", SUBMISSIONS / "kaggle_inplace.py").status == "scored"
 
 
 def _cmdline(entry: Path) -> bytes:

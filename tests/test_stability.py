@@ -19,6 +19,8 @@ from challenge.reports.stability import (
     stability,
     stability_table,
 )
+from challenge.scoring.result import Ceiling
+from challenge.scoring.row import LeaderboardRow
 from tests.conftest import TINY, run_cli
 
 
@@ -36,19 +38,37 @@ def test_kendall_tau_b_matches_scipy_with_and_without_ties() -> None:
 
 
 def _split(folder: Path, seed: int, scores: dict[str, float | None]) -> Path:
-    rows = [{"name": n, "status": "scored" if s is not None else "crashed", "final_score": s, "forget_quality": None if s is None else s * 2,
-             "ceiling": {"forget_quality": 0.5 + seed / 100}} for n, s in sorted(scores.items(), key=lambda kv: -(kv[1] or -1))]
+    ceiling = Ceiling(0.5 + seed / 100, None, 0.5, 16, 30, "pool")
+    rows = [
+        LeaderboardRow(
+            n,
+            "scored" if s is not None else "crashed",
+            final_score=s,
+            forget_quality=None if s is None else s * 2,
+            ceiling=ceiling,
+        )
+        for n, s in sorted(scores.items(), key=lambda kv: -(kv[1] or -1))
+    ]
     folder.mkdir(parents=True)
-    write_json(folder / LEADERBOARD_FILE, split_record(["experiment=tiny", f"data.split.seed={seed}"], seed, f"pool{seed}", rows, 10.0))
+    write_json(
+        folder / LEADERBOARD_FILE,
+        split_record(["experiment=tiny", f"data.split.seed={seed}"], seed, f"pool{seed}", rows, 10.0),
+    )
     return folder
 
 
 def test_the_table_ranks_each_split_and_tau_compares_their_orders(tmp_path: Path) -> None:
     a = _split(tmp_path / "0", 0, {"salun": 0.4, "finetune": 0.2, "do_nothing": 0.0, "scrub": 0.3})
     b = _split(tmp_path / "1", 1, {"salun": 0.3, "finetune": 0.1, "do_nothing": 0.0, "scrub": 0.35})
-    c = _split(tmp_path / "2", 2, {"salun": 0.1, "finetune": 0.2, "do_nothing": 0.0, "scrub": None})  # scrub crashed here
+    c = _split(
+        tmp_path / "2", 2, {"salun": 0.1, "finetune": 0.2, "do_nothing": 0.0, "scrub": None}
+    )  # scrub crashed here
     splits = read_splits([a, b, c])
-    assert [s["label"] for s in splits] == ["data.split.seed=0", "data.split.seed=1", "data.split.seed=2"]  # the common override is left out
+    assert [s["label"] for s in splits] == [
+        "data.split.seed=0",
+        "data.split.seed=1",
+        "data.split.seed=2",
+    ]  # the common override is left out
     st = stability(splits)
     by = {m["name"]: m for m in st["methods"]}
     assert [p["rank"] if p else None for p in by["scrub"]["per_split"]] == [2, 1, None]
@@ -60,7 +80,12 @@ def test_the_table_ranks_each_split_and_tau_compares_their_orders(tmp_path: Path
     # splits 0 and 1 swap salun and scrub, one discordant pair of six: τ = (5 - 1) / 6
     assert pairs[("data.split.seed=0", "data.split.seed=1")]["tau"] == pytest.approx(4 / 6)
     # split 2 swaps salun and finetune, and has no scrub: τ over three methods, (2 - 1) / 3
-    assert pairs[("data.split.seed=0", "data.split.seed=2")] == {"a": "data.split.seed=0", "b": "data.split.seed=2", "tau": pytest.approx(1 / 3), "n_methods": 3}
+    assert pairs[("data.split.seed=0", "data.split.seed=2")] == {
+        "a": "data.split.seed=0",
+        "b": "data.split.seed=2",
+        "tau": pytest.approx(1 / 3),
+        "n_methods": 3,
+    }
     assert st["tau"]["mean"] == pytest.approx((4 / 6 + 1 / 3 + 1 / 3) / 3)
     assert st["tau"]["min"] == pytest.approx(1 / 3)
     text = stability_table(st)
@@ -81,9 +106,20 @@ def test_a_baseline_multirun_over_split_seeds_writes_the_stability_table(tmp_pat
     """Two splits in two joblib processes, each with its own original and pool; the callback in
     the launching process gathers them. Each split's row equals what its own result.json says."""
     sweep = tmp_path / "sweep"
-    r = run_cli("baseline", "-m", *TINY, "data.split.seed=0,1", "baselines.methods=[do_nothing,finetune,random_label]", "workers=1",
-                "scorer.budget_seconds=120", "scorer.n_bootstrap=20", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                f"hydra.sweep.dir={sweep}", env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")})
+    r = run_cli(
+        "baseline",
+        "-m",
+        *TINY,
+        "data.split.seed=0,1",
+        "baselines.methods=[do_nothing,finetune,random_label]",
+        "workers=1",
+        "scorer.budget_seconds=120",
+        "scorer.n_bootstrap=20",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        env={"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     st = json.loads((sweep / "stability.json").read_text())
     assert [s["label"] for s in st["splits"]] == ["data.split.seed=0", "data.split.seed=1"]
@@ -111,7 +147,9 @@ def test_tau_among_the_top_five_leaves_out_a_swap_below_them(tmp_path: Path) -> 
     assert st["tau"]["mean"] == pytest.approx(13 / 15)
 
 
-def test_the_stability_command_reads_a_sweep_folder_or_runs_and_refuses_a_folder_without_a_leaderboard(tmp_path: Path) -> None:
+def test_the_stability_command_reads_a_sweep_folder_or_runs_and_refuses_a_folder_without_a_leaderboard(
+    tmp_path: Path,
+) -> None:
     sweep = tmp_path / "sweep"
     for seed, order in enumerate(([0.4, 0.2, 0.0], [0.3, 0.2, 0.1])):
         _split(sweep / str(seed), seed, dict(zip(["salun", "finetune", "do_nothing"], order)))
@@ -123,4 +161,6 @@ def test_the_stability_command_reads_a_sweep_folder_or_runs_and_refuses_a_folder
 
     r = run_cli("stability", str(sweep / "0"), str(tmp_path / "empty"), f"hydra.run.dir={tmp_path}/run")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: no {LEADERBOARD_FILE} in {tmp_path / 'empty'}: each folder must be a finished `challenge baseline` run"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: no {LEADERBOARD_FILE} in {tmp_path / 'empty'}: each folder must be a finished `challenge baseline` run"
+    ]

@@ -113,8 +113,14 @@ def test_age_groups_differ_more_than_random_halves_of_one_group():
 def test_contact_sheet_writes_png_of_expected_size(small, tmp_path):
     path = contact_sheet(small, tmp_path / "sub" / "sheet.png", n_identities=5, scale=2)
     cell = 32 * 2
-    assert Image.open(path).size == (SHEET_LABEL + 3 * (cell + SHEET_PAD) + SHEET_PAD, 5 * (cell + SHEET_PAD) + SHEET_PAD)
+    assert Image.open(path).size == (
+        SHEET_LABEL + 3 * (cell + SHEET_PAD) + SHEET_PAD,
+        5 * (cell + SHEET_PAD) + SHEET_PAD,
+    )
     everyone = contact_sheet(small, tmp_path / "all.png", n_identities=1000, max_images=2, scale=1)
-    assert Image.open(everyone).size == (SHEET_LABEL + 2 * (32 + SHEET_PAD) + SHEET_PAD, 24 * (32 + SHEET_PAD) + SHEET_PAD)
+    assert Image.open(everyone).size == (
+        SHEET_LABEL + 2 * (32 + SHEET_PAD) + SHEET_PAD,
+        24 * (32 + SHEET_PAD) + SHEET_PAD,
+    )
     with pytest.raises(ValueError, match="scale"):
         contact_sheet(small, tmp_path / "x.png", scale=0)

@@ -37,8 +37,11 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert a["test"] == b["test"]
 
 
-def test_a_net_trained_channels_last_comes_back_contiguous_and_its_saved_copy_gives_the_same_bits(tmp_path: Path) -> None:
-    """The pool caches outputs of the in-memory net; the scorer and a reload use the saved one: same layout, same bits."""
+def test_a_net_trained_channels_last_comes_back_contiguous_and_its_saved_copy_gives_the_same_bits(
+    tmp_path: Path,
+) -> None:
+    """The pool caches outputs of the in-memory net; the scorer and a reload use the saved one: same layout, same
+    bits."""
     cfg = compose_config("train", [*TINY, "model.channels_last=true"], tmp_path)
     dm = instantiate(cfg.data)
     model, _ = fit(cfg, dm, "train", seed=0, validate=False)
@@ -48,13 +51,25 @@ def test_a_net_trained_channels_last_comes_back_contiguous_and_its_saved_copy_gi
     x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     model.net.eval(), net.eval()
     assert torch.equal(model.net(x), net(x))
-    plain, _ = fit(compose_config("train", [*TINY, "model.channels_last=false"], tmp_path / "plain"), dm, "train", seed=0, validate=False)
-    assert not all(torch.equal(a, b) for a, b in zip(plain.net.state_dict().values(), model.net.state_dict().values()))  # the option reached the training
+    plain, _ = fit(
+        compose_config("train", [*TINY, "model.channels_last=false"], tmp_path / "plain"),
+        dm,
+        "train",
+        seed=0,
+        validate=False,
+    )
+    assert not all(
+        torch.equal(a, b) for a, b in zip(plain.net.state_dict().values(), model.net.state_dict().values())
+    )  # the option reached the training
 
 
 def test_original_model_memorises_the_forget_set(tmp_path: Path) -> None:
     """Without a gap between forget and test there would be nothing to unlearn."""
-    cfg = compose_config("train", ["data.source.n_identities=150", "trainer.max_epochs=8", "logger=none", "data.split.forget_fraction=0.05"], tmp_path)
+    cfg = compose_config(
+        "train",
+        ["data.source.n_identities=150", "trainer.max_epochs=8", "logger=none", "data.split.forget_fraction=0.05"],
+        tmp_path,
+    )
     m = train.run(cfg)
     assert m["forget"]["acc"] > m["test"]["acc"] + 0.1
     assert m["forget"]["confidence"] > m["test"]["confidence"] + 0.05

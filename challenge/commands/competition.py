@@ -8,7 +8,7 @@ import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
@@ -23,15 +23,24 @@ from challenge.competition.store import Store
 from challenge.competition.worker import competition_root, store_location
 from challenge.errors import ChallengeError
 
+if TYPE_CHECKING:
+    from challenge.scoring.row import LeaderboardRow
+
 
 # -- flags -------------------------------------------------------------------------------------------
 def submit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--team", required=True, help="your team's name (letters, digits, _ . -)")
-    p.add_argument("file", type=Path, help="the .py file defining unlearning(net, retain_loader, forget_loader, val_loader)")
+    p.add_argument(
+        "file", type=Path, help="the .py file defining unlearning(net, retain_loader, forget_loader, val_loader)"
+    )
 
 
 def worker_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--follow", action="store_true", help="keep waiting for new submissions instead of exiting when the queue is empty")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep waiting for new submissions instead of exiting when the queue is empty",
+    )
 
 
 def leaderboard_flags(p: argparse.ArgumentParser) -> None:
@@ -39,8 +48,17 @@ def leaderboard_flags(p: argparse.ArgumentParser) -> None:
 
 
 def bundle_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, metavar="ZIP", help="where to write the Codabench bundle (default: <name>_codabench.zip here)")
-    p.add_argument("--check", action="store_true", help="then run every task's ingestion and scoring programs on the sample submission, as Codabench would")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="ZIP",
+        help="where to write the Codabench bundle (default: <name>_codabench.zip here)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="then run every task's ingestion and scoring programs on the sample submission, as Codabench would",
+    )
 
 
 def no_flags(p: argparse.ArgumentParser) -> None:
@@ -50,13 +68,16 @@ def no_flags(p: argparse.ArgumentParser) -> None:
 # -- commands -----------------------------------------------------------------------------------------
 def init(cfg: DictConfig, args: argparse.Namespace) -> None:
     """The database first (a store that cannot be reached or is of another version stops init before
-    any pool is built, and before the heavy imports), then each phase's original model and pool, reused when they exist."""
+    any pool is built, and before the heavy imports), then each phase's original model and pool, reused when they
+    exist."""
     all_phases = phases(cfg)
     if int(cfg.scorer.n_runs) > int(cfg.pool.size):
-        raise ChallengeError(f"scorer.n_runs={cfg.scorer.n_runs} needs a pool of at least as many models, but pool.size={cfg.pool.size}")
+        raise ChallengeError(
+            f"scorer.n_runs={cfg.scorer.n_runs} needs a pool of at least as many models, but pool.size={cfg.pool.size}"
+        )
     store = Store(store_location(cfg), create=True)
     from challenge.commands.pool import run as build_pool
-    from challenge.scoring.scorer import prepare
+    from challenge.scoring.context import prepare
 
     lines = []
     for phase in all_phases:
@@ -67,10 +88,15 @@ def init(cfg: DictConfig, args: argparse.Namespace) -> None:
         build_pool(pcfg)
         ctx = prepare(pcfg)
         s = ctx.settings
-        lines.append(f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}")
+        lines.append(
+            f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}"
+        )
     store.record("init", {"phases": [p.name for p in all_phases]})
     counts = store.counts()
-    print(f"competition {cfg.competition.name}: database {store.where} (schema v{store.version}, {sum(counts.values())} submissions)")
+    print(
+        f"competition {cfg.competition.name}: database {store.where} (schema v{store.version}, {sum(counts.values())} "
+        "submissions)"
+    )
     print("\n".join(lines))
     print("next: challenge submit --team NAME FILE.py, then challenge worker")
 
@@ -85,7 +111,9 @@ def submit(cfg: DictConfig, args: argparse.Namespace) -> None:
     sha = hashlib.sha256(content).hexdigest()
     store = Store(store_location(cfg))
     sid = store.add(team, path.name, content, sha, time.time(), in_transaction_checks(limits))
-    print(f"submission {sid} queued for team {team}: {path.name} (sha256 {sha[:12]}); `challenge worker` scores the queue")
+    print(
+        f"submission {sid} queued for team {team}: {path.name} (sha256 {sha[:12]}); `challenge worker` scores the queue"
+    )
 
 
 def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
@@ -96,21 +124,30 @@ def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
 
 def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     """Public standings; after finalize the private (final) ones too, and the page shows those."""
-    store, all_phases = Store(store_location(cfg)), phases(cfg)  # a store that cannot be opened is said before the heavy imports
+    store, all_phases = (
+        Store(store_location(cfg)),
+        phases(cfg),
+    )  # a store that cannot be opened is said before the heavy imports
     from challenge.competition.leaderboard import standings
     from challenge.reports.leaderboard import leaderboard_table, write_html
 
     public = all_phases[0].name
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
-    tables = {p.name: standings(store, public, p.name, competition_root(cfg)) for p in shown}  # root: the kept confidences
+    tables = {
+        p.name: standings(store, public, p.name, competition_root(cfg)) for p in shown
+    }  # root: the kept confidences
     for p in shown:
         label = "final ranking" if finalized and p is all_phases[-1] else "leaderboard"
         print(f"{cfg.competition.title}: {p.name} phase, {label}")
         print(leaderboard_table(tables[p.name][0]))
         print()
     counts = store.counts()
-    state = f"finalized {datetime.fromtimestamp(finalized[0], timezone.utc):%Y-%m-%d %H:%M UTC}" if finalized else "private scores hidden until `challenge competition finalize`"
+    state = (
+        f"finalized {datetime.fromtimestamp(finalized[0], timezone.utc):%Y-%m-%d %H:%M UTC}"
+        if finalized
+        else "private scores hidden until `challenge competition finalize`"
+    )
     print(f"{sum(counts.values())} submissions: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {state}")
     last = shown[-1].name
     if args.html:
@@ -119,10 +156,26 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()})
 
 
-_WANDB_COLUMNS = ("rank", "team", "name", "status", "final_score", "forget_quality", "f_ci_low", "f_ci_high", "overlap", "p_next", "close", "f_of_ceiling", "retain_ratio", "test_ratio", "seconds_per_run", "submitted")
+def wandb_columns() -> tuple[str, ...]:
+    """A W&B table's columns (LeaderboardRow attributes after the rank): flat scalars, the leaderboard's own
+    columns (the Codabench scores.json keys) in the middle, so F's interval is two columns."""
+    from challenge.scoring.row import SCORE_COLUMNS
+
+    return (
+        "rank",
+        "team",
+        "name",
+        "status",
+        *(c.key for c in SCORE_COLUMNS),
+        "f_of_ceiling",
+        "overlap",
+        "p_next",
+        "close",
+        "submitted",
+    )
 
 
-def log_to_wandb(cfg: DictConfig, tables: dict[str, list[dict[str, Any]]]) -> None:
+def log_to_wandb(cfg: DictConfig, tables: dict[str, list[LeaderboardRow]]) -> None:
     """One W&B table per shown phase, when W&B is on."""
     from challenge.reports.tracking import finish, make_logger
 
@@ -131,18 +184,11 @@ def log_to_wandb(cfg: DictConfig, tables: dict[str, list[dict[str, Any]]]) -> No
         return
     import wandb
 
+    columns = wandb_columns()
     for phase, rows in tables.items():
-        data = [[i, *(_wandb_cell(r, c) for c in _WANDB_COLUMNS[1:])] for i, r in enumerate(rows, 1)]
-        logger.experiment.log({f"leaderboard/{phase}": wandb.Table(columns=list(_WANDB_COLUMNS), data=data)})
+        data = [[i, *(getattr(r, c) for c in columns[1:])] for i, r in enumerate(rows, 1)]
+        logger.experiment.log({f"leaderboard/{phase}": wandb.Table(columns=list(columns), data=data)})
     finish(logger)
-
-
-def _wandb_cell(row: dict[str, Any], column: str) -> Any:
-    """Flat cells: W&B tables take scalars, so F's interval is split in two columns."""
-    if column in ("f_ci_low", "f_ci_high"):
-        ci = row.get("f_ci")
-        return ci[column == "f_ci_high"] if ci else None
-    return row.get(column)
 
 
 def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
@@ -152,7 +198,10 @@ def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
         store.finalize()
         print(f"competition {cfg.competition.name} finalized: the private ranking is now shown")
     else:
-        print(f"competition {cfg.competition.name} was already finalized on {datetime.fromtimestamp(done[0], timezone.utc):%Y-%m-%d %H:%M UTC}")
+        print(
+            f"competition {cfg.competition.name} was already finalized on "
+            f"{datetime.fromtimestamp(done[0], timezone.utc):%Y-%m-%d %H:%M UTC}"
+        )
     leaderboard(cfg, argparse.Namespace(html=None))
 
 
@@ -168,7 +217,10 @@ def bundle(cfg: DictConfig, args: argparse.Namespace) -> None:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             for phase, scores in zip(phases(cfg), try_sample(out, Path(tmp))):
-                print(f"  {phase.name}: the sample submission scores " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                print(
+                    f"  {phase.name}: the sample submission scores "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                )
 
 
 def _dates(phase: Phase) -> str:

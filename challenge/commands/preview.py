@@ -15,5 +15,8 @@ def run(cfg: DictConfig) -> Path:
     dm: FaceData = instantiate(cfg.data)
     dm.setup()
     path = contact_sheet(dm.faces, Path(cfg.paths.output_dir) / "contact_sheet.png", n_identities=cfg.n_identities)
-    print(f"wrote {path} ({len(dm.faces)} images, {len(dm.faces.person_ids.unique())} identities, cached in {dm.data_dir})")
+    print(
+        f"wrote {path} ({len(dm.faces)} images, {len(dm.faces.person_ids.unique())} identities, cached in "
+        f"{dm.data_dir})"
+    )
     return path

@@ -18,8 +18,18 @@ from challenge.reports.stability import LEADERBOARD_FILE, job_folders, stability
 
 
 def flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folders", type=Path, nargs="+", help="`challenge baseline` run folders (with leaderboard.json), or a multirun's sweep folder")
-    p.add_argument("--out", type=Path, default=None, help="where stability.json and stability.html go (default: this command's run folder)")
+    p.add_argument(
+        "folders",
+        type=Path,
+        nargs="+",
+        help="`challenge baseline` run folders (with leaderboard.json), or a multirun's sweep folder",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where stability.json and stability.html go (default: this command's run folder)",
+    )
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:

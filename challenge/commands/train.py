@@ -22,7 +22,9 @@ def run(cfg: DictConfig) -> dict:
     model, seconds = fit(cfg, dm, "train", cfg.seed, logger=logger)
     metrics = {"seconds": seconds, "majority_rate": majority_rate(dm), **evaluate(model.net, dm)}
     if logger:
-        logger.log_metrics({f"final/{p}/{k}": v for p, d in metrics.items() if isinstance(d, dict) for k, v in d.items()})
+        logger.log_metrics(
+            {f"final/{p}/{k}": v for p, d in metrics.items() if isinstance(d, dict) for k, v in d.items()}
+        )
         finish(logger)
     save_net(model.net, model.spec, dm.data_config(), out / "net.pt", metrics=metrics, seed=cfg.seed)
     write_json(out / "metrics.json", metrics, indent=2)

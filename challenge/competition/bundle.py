@@ -2,7 +2,8 @@
 
 One task per phase (its own input data, reference data and so its own pool), all sharing one
 ingestion program (`ingestion_program.py`) and one scoring program (`scoring_program.py`); one
-leaderboard whose columns are the keys the scoring program writes to scores.json. `validate` applies the rules Codabench's v2
+leaderboard whose columns are the keys the scoring program writes to scores.json (both from
+challenge.scoring.row.SCORE_COLUMNS, a LeaderboardRow's). `validate` applies the rules Codabench's v2
 unpacker and compute worker enforce, so a bundle that passes here is not refused on upload for a
 missing key, a missing file or overlapping phase dates; `try_task` runs a task's two programs the
 way the compute worker does (same folders, same $-variables), without Docker.
@@ -28,21 +29,13 @@ from challenge.competition.phases import Phase, phase_config, phases
 from challenge.errors import ChallengeError
 from challenge.files import write_with
 from challenge.kit import PACKAGE, kit_path
+from challenge.scoring.row import SCORE_COLUMNS
 
 TEMPLATE = kit_path("submissions") / "template.py"
-# scores.json keys, in leaderboard order; the first decides the ranking.
-COLUMNS = (
-    ("final_score", "Final score", "desc"),
-    ("forget_quality", "Forget quality F", "desc"),
-    ("f_ci_low", "F 95% CI low", "desc"),
-    ("f_ci_high", "F 95% CI high", "desc"),
-    ("retain_ratio", "Retain accuracy ratio", "desc"),
-    ("test_ratio", "Test accuracy ratio", "desc"),
-    ("seconds_per_run", "Seconds per run", "asc"),
-)
+COLUMNS = SCORE_COLUMNS  # scores.json keys (key, title, sorting), in leaderboard order; the first decides the ranking
 INGESTION_COMMAND = "python3 $program/ingest.py $input $output $submission_program"
 SCORING_COMMAND = "python3 $program/score.py $input $output"
-_ENTRY = '''"""Codabench {kind} program of the unlearning challenge kit (see challenge/competition/{kind}_program.py)."""
+_ENTRY = '''"""Codabench {kind} program of the unlearning challenge kit (challenge/competition/{kind}_program.py)."""
 import sys
 from pathlib import Path
 
@@ -60,7 +53,7 @@ def build(cfg: DictConfig, out: Path) -> Path:
         write_input_data,
         write_reference_data,
     )
-    from challenge.scoring.scorer import prepare
+    from challenge.scoring.context import prepare
 
     all_phases = phases(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,30 +99,62 @@ def competition_yaml(cfg: DictConfig, all_phases: list[Phase], contexts: list[An
         "registration_auto_approve": True,
         "make_programs_available": False,
         "make_input_data_available": False,
-        "pages": [{"title": t, "file": f"pages/{f}"} for t, f in (("Overview", "overview.md"), ("Evaluation", "evaluation.md"), ("Data", "data.md"), ("Terms", "terms.md"))],
+        "pages": [
+            {"title": t, "file": f"pages/{f}"}
+            for t, f in (
+                ("Overview", "overview.md"),
+                ("Evaluation", "evaluation.md"),
+                ("Data", "data.md"),
+                ("Terms", "terms.md"),
+            )
+        ],
         "tasks": [
-            {"index": i, "name": f"{p.name} split", "description": p.description or f"the {p.name} split",
-             "ingestion_program": "ingestion_program", "scoring_program": "scoring_program",
-             "input_data": f"{p.name}/input_data", "reference_data": f"{p.name}/reference_data"}
+            {
+                "index": i,
+                "name": f"{p.name} split",
+                "description": p.description or f"the {p.name} split",
+                "ingestion_program": "ingestion_program",
+                "scoring_program": "scoring_program",
+                "input_data": f"{p.name}/input_data",
+                "reference_data": f"{p.name}/reference_data",
+            }
             for i, p in enumerate(all_phases)
         ],
-        "solutions": [{"index": 0, "name": "sample submission", "tasks": list(range(len(all_phases))), "path": "sample_submission"}],
+        "solutions": [
+            {
+                "index": 0,
+                "name": "sample submission",
+                "tasks": list(range(len(all_phases))),
+                "path": "sample_submission",
+            }
+        ],
         "phases": [_phase(i, p, ctx, margin, per_day) for i, (p, ctx) in enumerate(zip(all_phases, contexts))],
-        "leaderboards": [{
-            "title": "Results", "key": "main",
-            "columns": [{"title": t, "key": k, "index": i, "sorting": s} for i, (k, t, s) in enumerate(COLUMNS)],
-        }],
+        "leaderboards": [
+            {
+                "title": "Results",
+                "key": "main",
+                "columns": [{"title": t, "key": k, "index": i, "sorting": s} for i, (k, t, s) in enumerate(COLUMNS)],
+            }
+        ],
     }
 
 
 def _phase(i: int, p: Phase, ctx: Any, margin: float, per_day: Any) -> dict[str, Any]:
     """One phase; its time limit is the runs' wall-clock ceiling, estimated from the pool's build times."""
     s = ctx.settings
-    return {"index": i, "name": p.name, "description": p.description or p.name,
-            "start": _date_text(p.start), **({"end": _date_text(p.end)} if p.end else {}),
-            "tasks": [i], **({"max_submissions_per_day": int(per_day)} if per_day is not None else {}),
-            "execution_time_limit": int(s.wall_estimate(ctx.pool.mean_retrain_seconds(s.n_runs)) + s.startup_seconds + margin),
-            **({"auto_migrate_to_this_phase": True} if i > 0 else {})}
+    return {
+        "index": i,
+        "name": p.name,
+        "description": p.description or p.name,
+        "start": _date_text(p.start),
+        **({"end": _date_text(p.end)} if p.end else {}),
+        "tasks": [i],
+        **({"max_submissions_per_day": int(per_day)} if per_day is not None else {}),
+        "execution_time_limit": int(
+            s.wall_estimate(ctx.pool.mean_retrain_seconds(s.n_runs)) + s.startup_seconds + margin
+        ),
+        **({"auto_migrate_to_this_phase": True} if i > 0 else {}),
+    }
 
 
 def _date_text(when: datetime) -> str:
@@ -139,7 +164,10 @@ def _date_text(when: datetime) -> str:
 def write_pages(folder: Path, cfg: DictConfig, all_phases: list[Phase], contexts: list[Any]) -> None:
     folder.mkdir()
     c, s = cfg.competition, contexts[0].settings
-    schedule = "\n".join(f"- **{p.name}** ({_date_text(p.start)} to {_date_text(p.end) if p.end else 'open-ended'} UTC): {p.description}" for p in all_phases)
+    schedule = "\n".join(
+        f"- **{p.name}** ({_date_text(p.start)} to {_date_text(p.end) if p.end else 'open-ended'} UTC): {p.description}"
+        for p in all_phases
+    )
     (folder / "overview.md").write_text(
         f"# {c.title}\n\n{' '.join(str(c.description).split())}\n\n## Phases\n\n{schedule}\n\n"
         "## How to submit\n\nZip one Python file (name it `submission.py` if the zip holds several) that defines\n"
@@ -149,22 +177,30 @@ def write_pages(folder: Path, cfg: DictConfig, all_phases: list[Phase], contexts
     )
     (folder / "evaluation.md").write_text(
         "# Evaluation\n\n"
-        f"Your `unlearning` runs {s.n_runs} times from the original model, each with its own seed; the {s.n_runs} runs may\n"
+        f"Your `unlearning` runs {s.n_runs} times from the original model, each with its own seed; the {s.n_runs} "
+        "runs may\n"
         f"use {s.n_runs} budgets in all, a budget being {s.rule_text()}\n"
-        f"(CPU time on a CPU, so that other load does not count against you). Its {s.n_runs} models are compared with {s.n_runs} models\n"
+        f"(CPU time on a CPU, so that other load does not count against you). Its {s.n_runs} models are compared with "
+        f"{s.n_runs} models\n"
         "retrained from scratch without the forget set, as in the NeurIPS 2023 Machine Unlearning Challenge:\n\n"
         "- **Forget quality F**: for each forget image, an epsilon saying how well the best threshold test tells\n"
         "  your models' confidences from the retrained models'; F averages points that halve with every 0.5 of\n"
         "  epsilon. A bootstrap over the models gives its 95% interval.\n"
         "- **Final score** = F x (retain accuracy, yours / retrained) x (test accuracy, yours / retrained).\n\n"
-        "A run over budget, an exception, a model of another architecture or non-finite outputs reject the submission.\n"
+        "A run over budget, an exception, a model of another architecture or non-finite outputs reject the "
+        "submission.\n"
     )
     (folder / "data.md").write_text(
-        "# Data\n\nFace images labelled with an age group (the target) and a person id. The forget set is every image of\n"
+        "# Data\n\nFace images labelled with an age group (the target) and a person id. The forget set is every image "
+        "of\n"
         "a few people; the retain set is everyone else's training images; the validation set is for your own checks.\n"
         "Test images are used only by the scoring program. Each phase draws its own forget identities.\n"
     )
-    terms = c.bundle.terms or "Submissions must be your own work. The organizers may disqualify any attempt to read hidden data or interfere with scoring."
+    terms = (
+        c.bundle.terms
+        or "Submissions must be your own work. The organizers may disqualify any attempt to read hidden data or "
+        "interfere with scoring."
+    )
     (folder / "terms.md").write_text(f"# Terms\n\n{terms}\n")
 
 
@@ -203,7 +239,10 @@ def validate(bundle: Path) -> str:
     if problems:
         raise ChallengeError(f"{bundle} breaks Codabench's bundle rules: " + "; ".join(problems))
     names = ", ".join(str(p["name"]) for p in spec["phases"])
-    return f"Codabench v2 bundle, {len(spec['tasks'])} tasks, phases {names}, {len(spec['leaderboards'][0]['columns'])} leaderboard columns; passes the v2 unpacker's checks"
+    return (
+        f"Codabench v2 bundle, {len(spec['tasks'])} tasks, phases {names}, "
+        f"{len(spec['leaderboards'][0]['columns'])} leaderboard columns; passes the v2 unpacker's checks"
+    )
 
 
 def read_spec(root: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -222,7 +261,11 @@ def read_spec(root: Path) -> tuple[dict[str, Any] | None, list[str]]:
 
 
 def check_spec(spec: dict[str, Any], root: Path) -> list[str]:
-    problems = [f"missing required key {k!r}" for k in ("title", "image", "terms", "pages", "tasks", "phases", "leaderboards") if not spec.get(k)]
+    problems = [
+        f"missing required key {k!r}"
+        for k in ("title", "image", "terms", "pages", "tasks", "phases", "leaderboards")
+        if not spec.get(k)
+    ]
     if problems:
         return problems
     problems += _check_file(root, spec["image"], "image")
@@ -303,7 +346,11 @@ def _check_phases(all_phases: list[dict[str, Any]], tasks: set[Any]) -> list[str
         problems += [f"phase {name} has no name"] if not p.get("name") else []
         problems += [f"phase {name} has no tasks"] if not p.get("tasks") else []
         problems += [f"phase {name} points at unknown task {t}" for t in p.get("tasks") or [] if t not in tasks]
-        problems += ["the first phase cannot be an auto-migration target"] if not dated and p.get("auto_migrate_to_this_phase") else []
+        problems += (
+            ["the first phase cannot be an auto-migration target"]
+            if not dated and p.get("auto_migrate_to_this_phase")
+            else []
+        )
         try:
             start, end = _when(p.get("start")), _when(p.get("end"))
         except ValueError as e:
@@ -346,7 +393,11 @@ def _check_leaderboards(boards: list[dict[str, Any]]) -> list[str]:
         if len(set(indexes)) != len(indexes):
             problems.append(f"leaderboard {title!r} repeats a column index")
         for col in columns:
-            problems += [f"leaderboard {title!r} column {col.get('key') or col.get('title')!r} has no {k}" for k in ("title", "key", "index") if col.get(k) is None]
+            problems += [
+                f"leaderboard {title!r} column {col.get('key') or col.get('title')!r} has no {k}"
+                for k in ("title", "key", "index")
+                if col.get(k) is None
+            ]
             if col.get("sorting", "desc") not in ("asc", "desc"):
                 problems.append(f"column {col.get('key')!r}: sorting must be asc or desc")
     return problems
@@ -366,12 +417,22 @@ def try_task(bundle: Path, task_index: int, submission: Path, work: Path) -> dic
     shutil.copytree(root / task["reference_data"], run / "input" / "ref")
     predictions = run / "input" / "res"
     predictions.mkdir(parents=True)
-    _run_program(root / task["ingestion_program"], {
-        "$input": root / task["input_data"], "$output": predictions, "$submission_program": run / "ingested_program",
-    }, run / "ingestion.log")
+    _run_program(
+        root / task["ingestion_program"],
+        {
+            "$input": root / task["input_data"],
+            "$output": predictions,
+            "$submission_program": run / "ingested_program",
+        },
+        run / "ingestion.log",
+    )
     scores_dir = run / "output"
     scores_dir.mkdir()
-    _run_program(root / task["scoring_program"], {"$input": run / "input", "$output": scores_dir, "$hidden": run / "input" / "ref"}, run / "scoring.log")
+    _run_program(
+        root / task["scoring_program"],
+        {"$input": run / "input", "$output": scores_dir, "$hidden": run / "input" / "ref"},
+        run / "scoring.log",
+    )
     return json.loads((scores_dir / "scores.json").read_text())
 
 

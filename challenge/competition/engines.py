@@ -124,7 +124,10 @@ def engine_for(location: str | Path) -> Engine:
     if re.match(r"postgres(ql)?://", text):
         return PostgreSQL(text)
     if "://" in text:
-        raise ChallengeError(f"competition.store={text.split('@')[-1]!r} is neither a SQLite file path nor a postgresql:// URL: fix competition.store")
+        raise ChallengeError(
+            f"competition.store={text.split('@')[-1]!r} is neither a SQLite file path nor a postgresql:// URL: fix "
+            "competition.store"
+        )
     return SQLite(Path(text))
 
 
@@ -200,7 +203,9 @@ class PostgreSQL:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(min(timeout, 30))))
         except psycopg.ProgrammingError:  # a malformed URL; its text may hold the password
-            raise ChallengeError(f"competition.store is not a PostgreSQL URL psycopg can read ({self.where}): write it as postgresql://user@host:port/database") from None
+            raise ChallengeError(
+                f"competition.store is not a PostgreSQL URL psycopg can read ({self.where}): write it as postgresql://user@host:port/database"
+            ) from None
         except psycopg.OperationalError as e:
             raise ChallengeError(connect_problem(self.where, scrub(str(e), self.url))) from None
         conn.adapters.register_loader("json", TextLoader)  # results are read as the text the scorer wrote
@@ -226,7 +231,9 @@ class PostgreSQL:
 
     def problems(self, conn: Any) -> list[str]:
         """The server enforces the constraints itself; this says whether a result lost its submission."""
-        rows = conn.execute("SELECT r.submission_id FROM results r LEFT JOIN submissions s ON s.id = r.submission_id WHERE s.id IS NULL")
+        rows = conn.execute(
+            "SELECT r.submission_id FROM results r LEFT JOIN submissions s ON s.id = r.submission_id WHERE s.id IS NULL"
+        )
         return [f"dangling reference in results to submission {r[0]}" for r in rows]
 
 
@@ -256,11 +263,23 @@ def scrub(message: str, url: str) -> str:
 
 # libpq's words for each failure, and what the organizer does about it.
 _CONNECT_PROBLEMS = (
-    ("password authentication failed", "authentication failed", "fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass"),
-    ("no password supplied", "the server wants a password", "put it in competition.store's URL, PGPASSWORD or ~/.pgpass"),
+    (
+        "password authentication failed",
+        "authentication failed",
+        "fix the password in competition.store's URL, PGPASSWORD or ~/.pgpass",
+    ),
+    (
+        "no password supplied",
+        "the server wants a password",
+        "put it in competition.store's URL, PGPASSWORD or ~/.pgpass",
+    ),
     ("connection refused", "connection refused", "start the server or fix competition.store"),
     ("could not translate host name", "unknown host", "fix the host in competition.store"),
-    ("timeout expired", "no answer", "check that the server is up and reachable from this machine, or fix competition.store"),
+    (
+        "timeout expired",
+        "no answer",
+        "check that the server is up and reachable from this machine, or fix competition.store",
+    ),
     ("does not exist", "no such database or role", "create it (createdb / createuser) or fix competition.store"),
 )
 
@@ -286,9 +305,12 @@ def lost_errors() -> tuple[type[BaseException], ...]:
 def lost_problem(where: str, error: BaseException) -> str:
     """One line for a store lost mid-command, with the engine's own words and the fix."""
     words = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    return (f"the competition store {where} stopped answering during the command ({words}): check that it is up and reachable "
-            "(the server, or the disk of a SQLite file), then run the command again; every change is one transaction, "
-            "so what was stored before is kept and a half-done change was not stored")
+    return (
+        f"the competition store {where} stopped answering during the command ({words}): check that it is up and "
+        "reachable "
+        "(the server, or the disk of a SQLite file), then run the command again; every change is one transaction, "
+        "so what was stored before is kept and a half-done change was not stored"
+    )
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:

@@ -16,14 +16,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from challenge.scoring.protocol import DATA, FAILURE, SPEC, SUBMISSION, original_name
+
 RUNS = "runs"  # the output's subfolder holding run-XXXX.pt/.json (or failure.json)
 LEDGER = "ledger.json"  # what the supervisor saw: the child's end, the price of a retrain, each run's charge
 
 
 def find_submission(folder: Path) -> Path | None:
     """submission.py, or the only .py file at the top of the participant's zip."""
-    if (folder / "submission.py").is_file():
-        return folder / "submission.py"
+    if (folder / SUBMISSION).is_file():
+        return folder / SUBMISSION
     found = sorted(p for p in folder.glob("*.py") if p.is_file())
     return found[0] if len(found) == 1 else None
 
@@ -41,21 +43,29 @@ def ingest_main(argv: list[str]) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     source = find_submission(submission_dir)
     if source is None:
-        write_json(runs / "failure.json", {"status": "no_function", "message": "the submission zip must hold one .py file at its top level, or a submission.py"})
+        write_json(
+            runs / FAILURE,
+            {
+                "status": "no_function",
+                "message": "the submission zip must hold one .py file at its top level, or a submission.py",
+            },
+        )
         return 0
-    spec = json.loads((input_dir / "spec.json").read_text())
+    spec = json.loads((input_dir / SPEC).read_text())
     settings = Settings.from_dict(spec["settings"])
     with tempfile.TemporaryDirectory() as tmp:
-        inputs, scratch = Path(tmp) / "inputs", Path(tmp) / "scratch"
-        inputs.mkdir()
-        scratch.mkdir()
-        shutil.copyfile(source, inputs / "submission.py")
-        for name in ("original.pt", "data.pt", "spec.json"):
+        inputs, outputs, scratch = Path(tmp) / "inputs", Path(tmp) / "outputs", Path(tmp) / "scratch"
+        for d in (inputs, outputs, scratch):
+            d.mkdir()
+        shutil.copyfile(source, inputs / SUBMISSION)
+        for name in (DATA, SPEC, *(original_name(s) for s in range(settings.originals))):
             shutil.copyfile(input_dir / name, inputs / name)
-        box = Sandbox(inputs, runs, scratch, settings.limits, settings.isolation, gpu_for(settings.device))
+        box = Sandbox(inputs, outputs, scratch, settings.limits, settings.isolation, gpu_for(settings.device))
         logs = {k: output_dir / f"submission.{k}.log" for k in ("stdout", "stderr")}
         todo = [int(i) for i, _ in spec["runs"]]
-        _, ledger = supervise(box, todo, settings, logs)
+        _, ledger = supervise(box, todo, settings, logs, keep=runs)  # each run's files go to runs/ as it ends
+        if (outputs / FAILURE).is_file() and not (outputs / FAILURE).is_symlink():
+            shutil.copyfile(outputs / FAILURE, runs / FAILURE)
     ledger.write(output_dir / LEDGER)
     print(f"ingestion: {len(ledger.runs)} of {len(todo)} runs ended; the scoring program judges them", file=sys.stderr)
     return 0

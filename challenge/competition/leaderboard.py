@@ -9,15 +9,19 @@ every team appears.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from challenge.competition.store import Store, Submission
-from challenge.reports.leaderboard import rank, row_from_result
+from challenge.reports.leaderboard import rank
+from challenge.scoring.result import Result
+from challenge.scoring.row import LeaderboardRow
 
 
-def standings(store: Store, public: str, phase: str | None = None, root: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def standings(
+    store: Store, public: str, phase: str | None = None, root: Path | None = None
+) -> tuple[list[LeaderboardRow], dict[str, Result]]:
     """(rows, results by row name) for `phase`, the public one by default.
 
     ``root`` is the competition's folder: the worker scored submission i's phase p in
@@ -32,13 +36,15 @@ def standings(store: Store, public: str, phase: str | None = None, root: Path | 
         if sub.status == "scored" and sub.id in shown and _final(chosen, sub) > _final(chosen, best.get(sub.team)):
             best[sub.team] = sub
     latest = {s.team: s for s in subs if s.team not in best}
-    rows = [_row(s, shown[s.id], _folder(root, s, phase)) for s in best.values()] + [_row(s, {"status": s.verdict or s.status, "message": s.message or ""}) for s in latest.values()]
+    rows = [_row(s, LeaderboardRow.from_result(_name(s), shown[s.id], _folder(root, s, phase))) for s in best.values()]
+    rows += [_row(s, LeaderboardRow(_name(s), s.verdict or s.status, s.message or "")) for s in latest.values()]
     results = {_name(s): shown[s.id] for s in best.values()}
     return rank(rows), results
 
 
-def _final(results: dict[int, dict[str, Any]], sub: Submission | None) -> float:
-    return float("-inf") if sub is None else results[sub.id]["score"]["final_score"]
+def _final(results: dict[int, Result], sub: Submission | None) -> float:
+    score = results[sub.id].score if sub is not None else None
+    return float("-inf") if score is None else score.final_score
 
 
 def _name(sub: Submission) -> str:
@@ -50,6 +56,6 @@ def _folder(root: Path | None, sub: Submission, phase: str) -> Path | None:
     return None if root is None else root / "submissions" / str(sub.id) / phase
 
 
-def _row(sub: Submission, result: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+def _row(sub: Submission, row: LeaderboardRow) -> LeaderboardRow:
     submitted = datetime.fromtimestamp(sub.submitted_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return row_from_result(_name(sub), result, folder) | {"team": sub.team, "submitted": submitted}
+    return replace(row, team=sub.team, submitted=submitted)

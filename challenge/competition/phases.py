@@ -28,12 +28,22 @@ def phases(cfg: DictConfig) -> list[Phase]:
     out = []
     for name, p in cfg.competition.phases.items():
         overrides = OmegaConf.to_container(p.overrides, resolve=False) if p.get("overrides") else {}
-        out.append(Phase(str(name), str(p.get("description") or ""), parse_date(p.start, f"{name}.start"), parse_date(p.get("end"), f"{name}.end"), overrides))
+        out.append(
+            Phase(
+                str(name),
+                str(p.get("description") or ""),
+                parse_date(p.start, f"{name}.start"),
+                parse_date(p.get("end"), f"{name}.end"),
+                overrides,
+            )
+        )
     if len(out) < 1:
         raise ChallengeError("competition.phases is empty: a competition needs at least a public phase")
     for a, b in zip(out, out[1:]):
         if a.end is None or b.start < a.end:
-            raise ChallengeError(f"phase {b.name} must start after phase {a.name} ends (Codabench requires sequential phases)")
+            raise ChallengeError(
+                f"phase {b.name} must start after phase {a.name} ends (Codabench requires sequential phases)"
+            )
     return out
 
 
@@ -44,7 +54,9 @@ def parse_date(value: Any, key: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(str(value))
     except ValueError:
-        raise ChallengeError(f"competition.phases.{key}={value!r} is not a date: write it as \"YYYY-MM-DD\" or \"YYYY-MM-DD HH:MM\"") from None
+        raise ChallengeError(
+            f'competition.phases.{key}={value!r} is not a date: write it as "YYYY-MM-DD" or "YYYY-MM-DD HH:MM"'
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
@@ -53,13 +65,19 @@ def phase_config(cfg: DictConfig, phase: Phase) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, phase.overrides)
     except OmegaConfBaseException as e:
-        raise ChallengeError(f"competition.phases.{phase.name}.overrides does not fit the config: {' '.join(str(e).split())}") from None
+        raise ChallengeError(
+            f"competition.phases.{phase.name}.overrides does not fit the config: {' '.join(str(e).split())}"
+        ) from None
 
 
 def check_open(all_phases: list[Phase], now: datetime) -> None:
     """Submissions are taken while the public phase runs; later phases only re-score them."""
     public = all_phases[0]
     if now < public.start:
-        raise ChallengeError(f"the {public.name} phase opens on {public.start:%Y-%m-%d %H:%M %Z}; submissions are not taken yet")
+        raise ChallengeError(
+            f"the {public.name} phase opens on {public.start:%Y-%m-%d %H:%M %Z}; submissions are not taken yet"
+        )
     if public.end is not None and now >= public.end:
-        raise ChallengeError(f"the {public.name} phase closed on {public.end:%Y-%m-%d %H:%M %Z}; no more submissions are taken")
+        raise ChallengeError(
+            f"the {public.name} phase closed on {public.end:%Y-%m-%d %H:%M %Z}; no more submissions are taken"
+        )

@@ -39,7 +39,10 @@ def _optional_int(value: object) -> int | None:
 
 def check_team(team: str) -> str:
     if not TEAM_PATTERN.fullmatch(team):
-        raise ChallengeError(f"team name {team!r} is not allowed: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        raise ChallengeError(
+            f"team name {team!r} is not allowed: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit"
+        )
     return team
 
 
@@ -51,7 +54,10 @@ def read_file(path: Path, limits: Limits) -> bytes:
         raise ChallengeError(f"{path.name} is not a .py file: a submission is one Python file defining unlearning(...)")
     size = path.stat().st_size
     if limits.max_file_bytes is not None and size > limits.max_file_bytes:
-        raise ChallengeError(f"{path.name} is {size} bytes, over this competition's limit of {limits.max_file_bytes} bytes (competition.limits.max_file_bytes)")
+        raise ChallengeError(
+            f"{path.name} is {size} bytes, over this competition's limit of {limits.max_file_bytes} bytes "
+            "(competition.limits.max_file_bytes)"
+        )
     if size == 0:
         raise ChallengeError(f"{path.name} is empty")
     return path.read_bytes()
@@ -69,16 +75,24 @@ def in_transaction_checks(limits: Limits) -> Callable[["Store", str, str, float]
     def check(store: "Store", team: str, sha256: str, now: float) -> None:
         finalized = store.last_event("finalize")
         if finalized is not None:
-            raise ChallengeError(f"the competition was finalized on {_when(finalized[0])}; no more submissions are taken")
+            raise ChallengeError(
+                f"the competition was finalized on {_when(finalized[0])}; no more submissions are taken"
+            )
         earlier = store.find_sha256(sha256)
         if earlier is not None:
             who = f"by team {team}" if earlier.team == team else "by another team"
-            raise ChallengeError(f"this file was already submitted {who} (submission {earlier.id}, {_when(earlier.submitted_at)}); change it before submitting again")
+            raise ChallengeError(
+                f"this file was already submitted {who} (submission {earlier.id}, {_when(earlier.submitted_at)}); "
+                "change it before submitting again"
+            )
         if limits.per_team_per_day is not None:
             used = store.count_since(team, utc_day_start(now))
             if used >= limits.per_team_per_day:
                 reset = _when(utc_day_start(now) + timedelta(days=1).total_seconds())
-                raise ChallengeError(f"team {team} has used its {limits.per_team_per_day} submissions for today (competition.limits.per_team_per_day); the count resets at {reset}")
+                raise ChallengeError(
+                    f"team {team} has used its {limits.per_team_per_day} submissions for today "
+                    f"(competition.limits.per_team_per_day); the count resets at {reset}"
+                )
 
     return check
 

@@ -22,16 +22,18 @@ import torch
 from challenge.competition.ingestion_program import LEDGER, RUNS
 from challenge.errors import ChallengeError, Verdict
 from challenge.files import write_json
-from challenge.scoring.child import run_name
 from challenge.scoring.judge import (
-    judge_budget,
-    judge_end,
+    Attempt,
+    PoolSide,
     judge_run,
+    judge_submission,
     read_failure,
     reference_tensors,
-    score,
 )
-from challenge.scoring.sandbox import Outcome
+from challenge.scoring.protocol import FAILURE, SUBMISSION
+from challenge.scoring.result import Score
+from challenge.scoring.row import LeaderboardRow
+from challenge.scoring.sandbox.types import Outcome
 from challenge.scoring.settings import Settings
 from challenge.scoring.supervisor import Ledger
 from challenge.training.net import NetSpec
@@ -40,19 +42,27 @@ from challenge.training.net import NetSpec
 # -- data files, written by the bundle ---------------------------------------------------------------
 def write_input_data(ctx: Any, folder: Path) -> None:
     """What the participant's code may read: the same files `challenge score` stages for its sandbox."""
-    from challenge.scoring.scorer import write_child_inputs
+    from challenge.scoring.stage import write_child_inputs
 
     folder.mkdir(parents=True)
-    write_child_inputs(ctx, folder, list(range(ctx.settings.n_runs)), "submission.py")
+    write_child_inputs(ctx, folder, list(range(ctx.settings.n_runs)), SUBMISSION)
 
 
 def write_reference_data(ctx: Any, folder: Path) -> None:
     """What only the scoring program reads: images with labels to evaluate on, the pool's outputs, the rules."""
     folder.mkdir(parents=True)
-    torch.save(reference_tensors(ctx.dm), folder / "reference.pt")
+    from challenge.scoring.sections import original_confidences
+
+    data = reference_tensors(ctx.dm)
+    torch.save(data, folder / "reference.pt")
     entries = ctx.entries
-    np.savez(folder / "pool.npz", confidences=np.stack([e.confidences for e in entries]),
-             retain_acc=np.array([e.retain_acc for e in entries]), test_acc=np.array([e.test_acc for e in entries]))
+    np.savez(
+        folder / "pool.npz",
+        confidences=np.stack([e.confidences for e in entries]),
+        retain_acc=np.array([e.retain_acc for e in entries]),
+        test_acc=np.array([e.test_acc for e in entries]),
+        original=original_confidences(ctx, data),  # the memorisation strata's
+    )
     rules = {"settings": ctx.settings.to_dict(), "spec": asdict(ctx.spec), "pool": ctx.pool.fingerprint}
     (folder / "settings.json").write_text(json.dumps(rules, indent=1))
 
@@ -76,27 +86,37 @@ def score_main(argv: list[str]) -> int:
 
 
 def score_runs(res: Path, ref: Path) -> dict[str, float]:
-    """The leaderboard columns for N returned models, or the Verdict that rejects them."""
+    """The leaderboard columns for N returned models, or the Verdict that rejects them: the judge's one order
+    (challenge.scoring.judge.judge_submission), as `challenge score` applies it."""
     rules = json.loads((ref / "settings.json").read_text())
     s = Settings.from_dict(rules["settings"])
     torch.set_num_threads(s.threads)  # the thread count changes output bits: the same as `challenge score`
     runs, logs = res / RUNS, {k: str(res / f"submission.{k}.log") for k in ("stdout", "stderr")}
-    failure = read_failure(runs / "failure.json")
+    failure = read_failure(runs / FAILURE)
     if not (res / LEDGER).is_file():  # the ingestion turned the zip away before running anything
-        raise Verdict(*(failure or ("crashed", "the ingestion program left no ledger: it ended before running the submission")))
+        raise Verdict(
+            *(failure or ("crashed", "the ingestion program left no ledger: it ended before running the submission"))
+        )
     ledger = Ledger.read(res / LEDGER)
-    missing = [i for i in range(s.n_runs) if not all((runs / f"{run_name(i)}{ext}").is_file() for ext in (".pt", ".json")) or i not in ledger.runs]
-    judge_end(Outcome(**ledger.outcome), ledger.imported, failure, missing, s, logs)
-    charged = judge_budget([ledger.runs[i] for i in range(s.n_runs)], ledger.outside_budgets, s)
+    attempt = Attempt(Outcome(**ledger.outcome), ledger.imported, failure, list(range(s.n_runs)), logs)
     data = torch.load(ref / "reference.pt", map_location="cpu", weights_only=True)
     spec = NetSpec(**rules["spec"])
-    evals = [judge_run(spec, runs / f"{run_name(i)}.pt", data, i, s) for i in range(s.n_runs)]
     pool = np.load(ref / "pool.npz")
-    try:
-        result, _ = score(evals, pool["confidences"], pool["retain_acc"], pool["test_acc"], s.n_bootstrap, s.first_seed)
-    except ValueError as e:
-        raise ChallengeError(f"cannot score against the reference data: {e}") from None
-    lo, hi = result["forget_quality_ci"] or (float("nan"), float("nan"))
-    return {"final_score": result["final_score"], "forget_quality": result["forget_quality"], "f_ci_low": lo, "f_ci_high": hi,
-            "retain_ratio": result["retain_ratio"], "test_ratio": result["test_ratio"],
-            "seconds_per_run": float(np.mean([r["cost"] for r in charged]))}
+    original = pool["original"] if "original" in pool.files else None
+    side = PoolSide(pool["confidences"], pool["retain_acc"], pool["test_acc"], "the reference data", original)
+    judged = judge_submission(
+        attempt,
+        runs,
+        [ledger.runs.get(i) for i in range(s.n_runs)],
+        ledger.outside_budgets,
+        s,
+        side,
+        lambda i, weights: judge_run(spec, weights, data, i, s),
+    )
+    return scores_of(judged.score, judged.charges)
+
+
+def scores_of(score: dict[str, Any], charged: list[dict[str, Any]]) -> dict[str, float]:
+    """scores.json: the leaderboard row (LeaderboardRow.scores) of the judge's score and the runs' charges, the
+    columns `challenge score`'s result gives (the ceiling aside: the reference data holds no held-out models)."""
+    return LeaderboardRow.from_score("submission", Score(**score), [r["cost"] for r in charged]).scores()

@@ -20,12 +20,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_fixed
 
 from challenge.competition.engines import Engine, engine_for, lost_errors, lost_problem, transient_errors
 from challenge.errors import ChallengeError
 
+if TYPE_CHECKING:
+    from challenge.scoring.result import Result
+
 STATUSES = ("queued", "running", "scored", "failed")
+# A stored result of another result schema (challenge.scoring.result): what to do about it.
+RESTORE = "its submissions were scored by another kit version: score them again with this one, in a new store"
 
 
 class StoreLost(ChallengeError):
@@ -64,11 +71,16 @@ def migrate(conn: Any, engine: Engine, migrations: Sequence[Sequence[str]] | Non
         with engine.transaction(conn, serial=True):
             current = engine.version(conn)
             if current > len(migrations):
-                raise ChallengeError(f"the competition store {engine.where} has schema version {current}, newer than this kit's {len(migrations)}: "
-                                     "upgrade the kit, or point competition.store at a store of this kit's version")
+                raise ChallengeError(
+                    f"the competition store {engine.where} has schema version {current}, newer than this kit's "
+                    f"{len(migrations)}: "
+                    "upgrade the kit, or point competition.store at a store of this kit's version"
+                )
             if current == 0 and not create:
-                raise ChallengeError(f"the competition store {engine.where} has no competition schema (version 0): "
-                                     "run `challenge competition init` with the same competition.store first")
+                raise ChallengeError(
+                    f"the competition store {engine.where} has no competition schema (version 0): "
+                    "run `challenge competition init` with the same competition.store first"
+                )
             if current >= version:
                 continue
             for statement in migrations[version - 1]:
@@ -89,7 +101,10 @@ class Store:
         self.location = str(location)
         self.engine = engine_for(location)
         if not create and not self.engine.exists():
-            raise ChallengeError(f"no competition database at {self.engine.where}: run `challenge competition init` (with the same competition=... and overrides) first")
+            raise ChallengeError(
+                f"no competition database at {self.engine.where}: run `challenge competition init` (with the same "
+                "competition=... and overrides) first"
+            )
         self.conn = self.engine.connect(timeout)
         try:
             with self._answering():
@@ -124,14 +139,23 @@ class Store:
             raise StoreLost(lost_problem(self.where, e)) from None
 
     # -- submitting -------------------------------------------------------------------------------
-    def add(self, team: str, filename: str, content: bytes, sha256: str, now: float, check: Callable[["Store", str, str, float], None]) -> int:
+    def add(
+        self,
+        team: str,
+        filename: str,
+        content: bytes,
+        sha256: str,
+        now: float,
+        check: Callable[["Store", str, str, float], None],
+    ) -> int:
         """Insert a queued submission; `check(store, team, sha256, now)` runs inside the same
         transaction, so a refusal (ChallengeError) leaves nothing behind and two concurrent
         submissions cannot both slip under a quota."""
         with self._transaction(serial=True):
             check(self, team, sha256, now)
             row = self._run(
-                "INSERT INTO submissions (team, filename, sha256, content, submitted_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO submissions (team, filename, sha256, content, submitted_at) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (team, filename, sha256, content, now),
             ).fetchone()
         return int(row[0])
@@ -141,10 +165,14 @@ class Store:
         return Submission(*row) if row else None
 
     def count_since(self, team: str, since: float) -> int:
-        return self._run("SELECT COUNT(*) FROM submissions WHERE team = ? AND submitted_at >= ?", (team, since)).fetchone()[0]
+        return self._run(
+            "SELECT COUNT(*) FROM submissions WHERE team = ? AND submitted_at >= ?", (team, since)
+        ).fetchone()[0]
 
     # -- the queue ----------------------------------------------------------------------------------
-    def claim(self, worker: str, lease_seconds: float, max_attempts: int, now: float | None = None) -> Submission | None:
+    def claim(
+        self, worker: str, lease_seconds: float, max_attempts: int, now: float | None = None
+    ) -> Submission | None:
         """The oldest queued submission, or one whose worker stopped renewing its lease.
 
         A submission that has already cost `max_attempts` workers their lives is failed instead of
@@ -155,8 +183,8 @@ class Store:
         with self._transaction():
             while True:
                 row = self._run(
-                    f"SELECT {_COLUMNS} FROM submissions WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) ORDER BY id LIMIT 1"
-                    + self.engine.skip_locked,
+                    f"SELECT {_COLUMNS} FROM submissions WHERE status = 'queued' OR (status = 'running' AND "
+                    "lease_until < ?) ORDER BY id LIMIT 1" + self.engine.skip_locked,
                     (now,),
                 ).fetchone()
                 if row is None:
@@ -164,10 +192,13 @@ class Store:
                 sub = Submission(*row)
                 if sub.attempts < max_attempts:
                     break
-                message = f"scoring was interrupted {sub.attempts} times (the worker stopped or died each time); not retried"
+                message = (
+                    f"scoring was interrupted {sub.attempts} times (the worker stopped or died each time); not retried"
+                )
                 self._set_final(sub.id, "failed", "interrupted", message, now)
             self._run(
-                "UPDATE submissions SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE submissions SET status = 'running', worker = ?, lease_until = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
                 (worker, now + lease_seconds, sub.id),
             )
         return self.get(sub.id)
@@ -181,18 +212,22 @@ class Store:
             )
         return cur.rowcount == 1
 
-    def finish(self, submission_id: int, worker: str, status: str, verdict: str, message: str, results: dict[str, dict[str, Any]]) -> bool:
+    def finish(
+        self, submission_id: int, worker: str, status: str, verdict: str, message: str, results: dict[str, Result]
+    ) -> bool:
         """Verdict and every phase's result in one transaction, only while this worker holds the lease."""
         with self._transaction():
-            owner = self._run("SELECT worker, status FROM submissions WHERE id = ?" + self.engine.lock_row, (submission_id,)).fetchone()
+            owner = self._run(
+                "SELECT worker, status FROM submissions WHERE id = ?" + self.engine.lock_row, (submission_id,)
+            ).fetchone()
             if tuple(owner or ()) != (worker, "running"):
                 return False
             self._run("DELETE FROM results WHERE submission_id = ?", (submission_id,))
             for phase, result in results.items():
-                score = (result.get("score") or {}).get("final_score")
+                score = result.score.final_score if result.score else None
                 self._run(
                     "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
-                    (submission_id, phase, result["status"], score, json.dumps(result)),
+                    (submission_id, phase, result.status, score, result.to_json()),
                 )
             self._set_final(submission_id, status, verdict, message, time.time())
         return True
@@ -201,13 +236,15 @@ class Store:
         """Give a claim back untouched (the scorer itself failed): it is queued again at once."""
         with self._transaction():
             self._run(
-                "UPDATE submissions SET status = 'queued', worker = NULL, lease_until = NULL WHERE id = ? AND worker = ? AND status = 'running'",
+                "UPDATE submissions SET status = 'queued', worker = NULL, lease_until = NULL WHERE id = ? AND worker "
+                "= ? AND status = 'running'",
                 (submission_id, worker),
             )
 
     def _set_final(self, submission_id: int, status: str, verdict: str, message: str, now: float) -> None:
         self._run(
-            "UPDATE submissions SET status = ?, verdict = ?, message = ?, finished_at = ?, lease_until = NULL WHERE id = ?",
+            "UPDATE submissions SET status = ?, verdict = ?, message = ?, finished_at = ?, lease_until = NULL WHERE "
+            "id = ?",
             (status, verdict, message, now, submission_id),
         )
 
@@ -224,10 +261,15 @@ class Store:
     def submissions(self) -> list[Submission]:
         return [Submission(*r) for r in self._run(f"SELECT {_COLUMNS} FROM submissions ORDER BY id")]
 
-    def results(self, phase: str) -> dict[int, dict[str, Any]]:
+    def results(self, phase: str) -> dict[int, Result]:
         """submission id -> the full result of that phase, as the scorer wrote it."""
+        from challenge.scoring.result import Result
+
         rows = self._run("SELECT submission_id, result FROM results WHERE phase = ?", (phase,))
-        return {sid: json.loads(text) for sid, text in rows}
+        return {
+            sid: Result.from_json(text, f"submission {sid}'s {phase} result in {self.where}", RESTORE)
+            for sid, text in rows
+        }
 
     def counts(self) -> dict[str, int]:
         found = dict(self._run("SELECT status, COUNT(*) FROM submissions GROUP BY status").fetchall())
@@ -243,7 +285,10 @@ class Store:
         with self._transaction(serial=True):
             pending = self._run("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
             if pending:
-                raise ChallengeError(f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then finalize")
+                raise ChallengeError(
+                    f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then "
+                    "finalize"
+                )
             now = time.time()
             self._run("INSERT INTO events (at, kind, detail) VALUES (?, 'finalize', '{}')", (now,))
         return now
@@ -265,6 +310,7 @@ class Heartbeat:
         self.location, self.id, self.worker, self.lease = str(location), submission_id, worker, lease_seconds
         self.lost = False
         self._stop = threading.Event()
+        self._store: Store | None = None  # the heartbeat thread's own connection
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def __enter__(self) -> "Heartbeat":
@@ -276,21 +322,31 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        """A busy file or a dropped connection is waited out: the next beat reconnects and tries again."""
-        transient, store = transient_errors(), None
+        """Renew every third of a lease. A busy file or a dropped connection is waited out to the next beat, which
+        reconnects and tries again (tenacity, woken early by __exit__); a renewal refused means the lease was lost."""
+        again = Retrying(
+            retry=retry_if_exception_type(transient_errors()),
+            wait=wait_fixed(self.lease / 3),
+            sleep=self._stop.wait,
+            stop=stop_when_event_set(self._stop),
+            retry_error_callback=lambda _: True,
+        )
         try:
             while not self._stop.wait(self.lease / 3):
-                try:
-                    store = store or Store(self.location)
-                    renewed = store.renew(self.id, self.worker, self.lease)
-                except transient:
-                    if store is not None:
-                        store.close()
-                    store = None
-                    continue
-                if not renewed:
+                if not again(self._renew):
                     self.lost = True
                     return
         finally:
-            if store is not None:
-                store.close()
+            if self._store is not None:
+                self._store.close()
+
+    def _renew(self) -> bool:
+        """One renewal on the heartbeat's connection, opened anew after a failure (which closed the old one)."""
+        try:
+            self._store = self._store or Store(self.location)
+            return self._store.renew(self.id, self.worker, self.lease)
+        except transient_errors():
+            if self._store is not None:
+                self._store.close()
+            self._store = None
+            raise

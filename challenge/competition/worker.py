@@ -17,14 +17,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from omegaconf import DictConfig, OmegaConf
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from challenge.competition.phases import Phase, phase_config, phases
 from challenge.competition.store import Heartbeat, Store, StoreLost, Submission, worker_id
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic
+
+if TYPE_CHECKING:
+    from challenge.scoring.result import Result
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,10 @@ def run(cfg: DictConfig, follow: bool, say: Callable[[str], None] = print) -> Co
     gpus = claim_gpu(cfg)
     store, me = Store(store_location(cfg)), worker_id()
     outcomes: Counter = Counter()
-    say(f"worker {me} (index {OmegaConf.select(cfg, 'competition.worker.index', default=0)}, CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}")
+    say(
+        f"worker {me} (index {OmegaConf.select(cfg, 'competition.worker.index', default=0)}, "
+        f"CUDA_VISIBLE_DEVICES={gpus or 'unset'}) on {store.where}"
+    )
     while True:
         try:
             sub = store.claim(me, settings.lease_seconds, settings.max_attempts)
@@ -92,22 +99,29 @@ def reconnect(lost: Store, patience: float, say: Callable[[str], None]) -> Store
     and the scorer's cache gives its result back at once."""
     with contextlib.suppress(Exception):
         lost.close()
-    deadline, wait = time.monotonic() + patience, 1.0
-    while True:
-        try:
-            store = Store(lost.location)
-        except ChallengeError as e:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ChallengeError(f"{e} (gave up after reconnecting for {patience:g} s, competition.worker.lease_seconds)") from None
-            time.sleep(min(wait, left))
-            wait = min(2 * wait, 10.0)
-            continue
-        say(f"reconnected to {store.where}")
-        return store
+    try:
+        store = Retrying(
+            retry=retry_if_exception_type(ChallengeError),
+            wait=_backoff_within(patience),
+            stop=stop_after_delay(patience),
+            reraise=True,
+        )(Store, lost.location)
+    except ChallengeError as e:
+        gave_up = f"gave up after reconnecting for {patience:g} s, competition.worker.lease_seconds"
+        raise ChallengeError(f"{e} ({gave_up})") from None
+    say(f"reconnected to {store.where}")
+    return store
 
 
-def process(cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases: list[Phase], settings: WorkerSettings) -> str:
+def _backoff_within(patience: float) -> Callable[[RetryCallState], float]:
+    """1, 2, 4, 8, then every 10 s, but never past `patience`: the last try is made at the deadline, not after it."""
+    backoff = wait_exponential(multiplier=1, max=10)
+    return lambda state: max(0.0, min(backoff(state), patience - state.seconds_since_start))
+
+
+def process(
+    cfg: DictConfig, store: Store, sub: Submission, me: str, all_phases: list[Phase], settings: WorkerSettings
+) -> str:
     """'scored', 'failed', or 'lost' when another worker took the submission over meanwhile."""
     folder = competition_root(cfg) / "submissions" / str(sub.id)
     path = write_submission(folder, sub.filename, store.content(sub.id))
@@ -130,24 +144,24 @@ def write_submission(folder: Path, filename: str, content: bytes) -> Path:
     return folder / name
 
 
-def score_phases(cfg: DictConfig, path: Path, folder: Path, all_phases: list[Phase]) -> dict[str, dict[str, Any]]:
+def score_phases(cfg: DictConfig, path: Path, folder: Path, all_phases: list[Phase]) -> dict[str, Result]:
     """Every phase in order, stopping at the first verdict: a file that fails one fails the competition."""
     from challenge.scoring.scorer import score_submission
 
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Result] = {}
     for phase in all_phases:
         result = score_submission(phase_config(cfg, phase), path, folder / phase.name)
         results[phase.name] = result
-        if result["status"] != "scored":
+        if not result.scored:
             break
     return results
 
 
-def judge(results: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
+def judge(results: dict[str, Result]) -> tuple[str, str, str]:
     """(status, verdict, one line) for the whole submission from its phase results."""
     for phase, result in results.items():
-        if result["status"] != "scored":
-            return "failed", result["status"], f"{phase} phase: {result['message']}"
+        if not result.scored:
+            return "failed", result.status, f"{phase} phase: {result.message}"
     return "scored", "scored", "scored on " + ", ".join(results)
 
 

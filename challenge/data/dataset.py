@@ -8,7 +8,7 @@ here they are normalised once per process, so an epoch is only indexing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 from challenge.data.batches import drops_last
 from challenge.data.faces import FaceDataset, FaceImages
 from challenge.data.resident import ResidentBatches
-from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split
+from challenge.data.scenarios import Identities, Scenario
+from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split, relabeled
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_atomic
 
@@ -64,10 +65,13 @@ class FaceData:
         resident: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        forget: Scenario | None = None,
     ) -> None:
         self.source = source
+        self.forget = forget or Identities()  # the scenario: conf/forget/, `forget: ${forget}` in a data config
         self.cache_dir = Path(cache_dir)
         self.spec = split if isinstance(split, SplitSpec) else SplitSpec(**_plain(split or {}))
+        self.forget.check(self.spec)  # what the settings alone refute (forget.label=12 of 10 groups): before any build
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.drop_last, self.resident = bool(drop_last), bool(resident)
         self.mean, self.std = tuple(mean), tuple(std)
@@ -81,7 +85,8 @@ class FaceData:
 
     @property
     def split_path(self) -> Path:
-        key = content_hash(asdict(self.spec), 12)
+        scenario = self.forget.key()  # None for identities: their manifests keep the name earlier kits gave them
+        key = content_hash(asdict(self.spec) | ({"forget": scenario} if scenario else {}), 12)
         return self.data_dir / f"split-{key}.json"
 
     @property
@@ -90,7 +95,11 @@ class FaceData:
 
     def data_config(self) -> dict[str, Any]:
         """What a model needs to know about its inputs; saved with every net file."""
-        return {"resolution": self.faces.resolution if self.faces is not None else None, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "resolution": self.faces.resolution if self.faces is not None else None,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     def prepare_data(self) -> None:
         """Build the cached tensor file and the split manifest once; later runs only read them."""
@@ -99,8 +108,12 @@ class FaceData:
         if not faces_path.exists():
             self._cache_faces(faces_path, parts_path)
         if not self.split_path.exists():
-            faces = FaceImages.load(faces_path)
-            split = given_split(faces, json.loads(parts_path.read_text()), self.spec) if parts_path.exists() else make_split(faces, self.spec)
+            faces = self._with_traits(FaceImages.load(faces_path))
+            split = (
+                given_split(faces, json.loads(parts_path.read_text()), self.spec, self.forget)
+                if parts_path.exists()
+                else make_split(faces, self.spec, self.forget)
+            )
             split.save(self.split_path)
 
     def _cache_faces(self, faces_path: Path, parts_path: Path) -> None:
@@ -114,24 +127,39 @@ class FaceData:
             write_atomic(parts_path, json.dumps(parts))
         faces.save(faces_path)
 
+    def _with_traits(self, faces: FaceImages) -> FaceImages:
+        """A source that computes its traits without decoding (SynthFaces) fills them into a cache
+        written before the kit kept traits; the pixels, and so the cache key, are unchanged."""
+        if faces.traits or not hasattr(self.source, "traits"):
+            return faces
+        return replace(faces, traits=self.source.traits())
+
     def setup(self, stage: str | None = None) -> None:
         if self.faces is not None:
             return
         self.prepare_data()
-        self.faces = FaceImages.load(self.data_dir / "faces.pt")
+        self.faces = self._with_traits(FaceImages.load(self.data_dir / "faces.pt"))
         self.split = Split.load(self.split_path)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         self._images = (self.faces.images.float() / 255.0 - mean) / std
-        self._groups = age_groups(self.faces.ages, self.split.age_edges)
+        relabel = self.split.relabel  # corrective confusion: the labels the original was trained on
+        groups = age_groups(self.faces.ages, self.split.age_edges)
+        self._groups = relabeled(groups, relabel.get("index", []), relabel.get("group", []))
 
     def dataset(self, part: str) -> FaceDataset:
         self.setup()
         assert self.faces is not None and self.split is not None
         return FaceDataset(self._images, self.faces.ages, self._groups, self.faces.person_ids, self.split.indices(part))
 
-    def loader(self, part: str, shuffle: bool = False, batch_size: int | None = None, generator: torch.Generator | None = None,
-               drop_last: bool = False) -> DataLoader:
+    def loader(
+        self,
+        part: str,
+        shuffle: bool = False,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> DataLoader:
         """Any part of the split; training parts shuffle, evaluation parts keep the manifest order.
 
         The kit's own training drops the last short batch (`data.drop_last`): a batch of a few images
@@ -140,9 +168,18 @@ class FaceData:
         """
         ds = self._filled(part)
         bs = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers, generator=generator, drop_last=drops_last(len(ds), bs, drop_last))
+        return DataLoader(
+            ds,
+            batch_size=bs,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            drop_last=drops_last(len(ds), bs, drop_last),
+        )
 
-    def batches(self, part: str, shuffle: bool = False, drop_last: bool = False, device: torch.device | str = "cpu") -> ResidentBatches | DataLoader:
+    def batches(
+        self, part: str, shuffle: bool = False, drop_last: bool = False, device: torch.device | str = "cpu"
+    ) -> ResidentBatches | DataLoader:
         """The kit's own batches of a part (training, the pool's evaluation): the same ones as `loader`,
         from tensors kept on `device` when `data.resident` (challenge.data.resident), else that DataLoader."""
         if not self.resident:

@@ -165,7 +165,9 @@ class _Face:
         p, v = self.p, self.v
         ears = self.fill(_ellipse(self.ua, v, p["ear_x"], p["ear_y"], p["ear_r"] * 0.55, p["ear_r"]))
         self.paint(ears, p["skin"] * 0.92)
-        self.darken(self.fill(_ellipse(self.ua, v, p["ear_x"], p["ear_y"], p["ear_r"] * 0.25, p["ear_r"] * 0.6), 2.0), 0.2)
+        self.darken(
+            self.fill(_ellipse(self.ua, v, p["ear_x"], p["ear_y"], p["ear_r"] * 0.25, p["ear_r"] * 0.6), 2.0), 0.2
+        )
         np.maximum(self.skin_mask, ears * 0.6, out=self.skin_mask)
 
     def texture(self, freq: np.ndarray, phase: np.ndarray, depth: float) -> np.ndarray:
@@ -263,9 +265,18 @@ class _Face:
         chin = self.head_sd - 0.05
         top = p["mouth_y"] - 0.24 - 0.4 * np.clip(ua / p["width"] - 0.35, 0.0, 1.0)
         full = self.fill(np.maximum(chin, top - v), 2.0) * p["beard_full"]
-        goatee = self.fill(np.maximum(chin, _ellipse(ua, v, 0.0, p["mouth_y"] + 0.15, p["mouth_w"] * 0.9, 0.26)), 2.0) * p["beard_chin"]
-        tache = self.fill(_stroke(ua, v, 0.0, p["mouth_y"] - p["lip"] - 0.04, p["mouth_w"] * 1.05, 0.065, curv=1.2), 2.0) * p["moustache"]
-        self.paint(np.maximum(np.maximum(full, goatee), tache) * self.texture(p["hair_freq"] * 1.3, v * 2.0, 0.5), p["beard_col"])
+        goatee = (
+            self.fill(np.maximum(chin, _ellipse(ua, v, 0.0, p["mouth_y"] + 0.15, p["mouth_w"] * 0.9, 0.26)), 2.0)
+            * p["beard_chin"]
+        )
+        tache = (
+            self.fill(_stroke(ua, v, 0.0, p["mouth_y"] - p["lip"] - 0.04, p["mouth_w"] * 1.05, 0.065, curv=1.2), 2.0)
+            * p["moustache"]
+        )
+        self.paint(
+            np.maximum(np.maximum(full, goatee), tache) * self.texture(p["hair_freq"] * 1.3, v * 2.0, 0.5),
+            p["beard_col"],
+        )
 
     def mouth(self) -> None:
         p, v, u = self.p, self.v, self.uf
@@ -308,7 +319,9 @@ class _Face:
         rim = _ellipse(ue, v, 0.0, ey, rx, ry)
         self.paint(self.fill(rim) * p["lens"] * p["glasses"], _rgb(0.08, 0.08, 0.1))
         bridge = _stroke(self.ufa, v, 0.0, ey - 0.03, p["eye_sep"] - rx, 0.035)
-        arm = _stroke(self.ua, v, (p["eye_sep"] + rx + p["ear_x"]) * 0.5, ey - 0.04, (p["ear_x"] - p["eye_sep"] - rx) * 0.5, 0.035)
+        arm = _stroke(
+            self.ua, v, (p["eye_sep"] + rx + p["ear_x"]) * 0.5, ey - 0.04, (p["ear_x"] - p["eye_sep"] - rx) * 0.5, 0.035
+        )
         self.paint(self.fill(np.minimum(np.minimum(np.abs(rim) - 0.02, bridge), arm)) * p["glasses"], p["frame"])
 
 

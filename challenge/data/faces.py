@@ -9,7 +9,7 @@ without Lightning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +25,9 @@ class FaceImages:
     images: torch.Tensor  # uint8 [M, 3, H, W]
     ages: torch.Tensor  # int64 [M], years
     person_ids: torch.Tensor  # int64 [M]
+    # visible traits a `subgroup` scenario forgets by (challenge.data.scenarios): {name: M values}, as the
+    # source knows them (SynthFaces: glasses, hair…; UTKFace: gender, race); empty when it knows none
+    traits: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.images.shape[0]
@@ -34,6 +37,9 @@ class FaceImages:
             t = getattr(self, name)
             if t.shape != (m,):
                 raise ValueError(f"{name} must have shape ({m},), got {tuple(t.shape)}")
+        for name, values in self.traits.items():
+            if len(values) != m:
+                raise ValueError(f"trait {name!r} must have {m} values, got {len(values)}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -44,19 +50,27 @@ class FaceImages:
 
     def save(self, path: Path) -> None:
         """Write atomically so that a killed process never leaves a truncated cache behind."""
-        write_with(path, lambda tmp: torch.save({"images": self.images, "ages": self.ages, "person_ids": self.person_ids}, tmp))
+        blob = {"images": self.images, "ages": self.ages, "person_ids": self.person_ids}
+        write_with(path, lambda tmp: torch.save({**blob, **({"traits": self.traits} if self.traits else {})}, tmp))
 
     @classmethod
     def load(cls, path: Path) -> "FaceImages":
         d = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(d["images"], d["ages"], d["person_ids"])
+        return cls(d["images"], d["ages"], d["person_ids"], d.get("traits", {}))
 
 
 class FaceDataset(torch.utils.data.Dataset):
     """Per-item dicts over pre-normalised images (a plain map-style dataset, so that submissions
     that build their own DataLoader over `loader.dataset` keep working)."""
 
-    def __init__(self, images: torch.Tensor, ages: torch.Tensor, groups: torch.Tensor, person_ids: torch.Tensor, indices: Sequence[int] | torch.Tensor):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        ages: torch.Tensor,
+        groups: torch.Tensor,
+        person_ids: torch.Tensor,
+        indices: Sequence[int] | torch.Tensor,
+    ):
         self.images, self.ages, self.groups, self.person_ids = images, ages, groups, person_ids
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
 

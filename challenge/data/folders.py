@@ -53,6 +53,7 @@ class Labelled:
     identities: list[str]  # as the data spells them; numbered by `identity_numbers`
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of images left out
     parts: list[str] | None = None  # a split the layout fixes: the part of every image
+    traits: dict[str, list[str]] = field(default_factory=dict)  # per image, for forget=subgroup (UTKFace's)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class FolderSource(ABC):
         if self.fit not in FITS:
             raise ChallengeError(f"data.source.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if not self.root_path.is_dir():
-            raise ChallengeError(f"data.root {self.root_path} is not a folder: set data.root to where the dataset was unpacked")
+            raise ChallengeError(
+                f"data.root {self.root_path} is not a folder: set data.root to where the dataset was unpacked"
+            )
 
     @property
     def root_path(self) -> Path:
@@ -126,6 +129,7 @@ class FolderSource(ABC):
             images=torch.from_numpy(pixels),
             ages=torch.tensor(lab.ages, dtype=torch.int64)[kept],
             person_ids=torch.tensor(identity_numbers(lab.identities), dtype=torch.int64)[kept],
+            traits={name: [values[i] for i in kept] for name, values in lab.traits.items()},
         )
         return faces, kept
 
@@ -161,7 +165,8 @@ class SurfFolder(FolderSource):
 
     def empty_hint(self) -> str:
         return (
-            f" matching {self.pattern!r} below a folder listed in {self.LABELS}: set data.source.pattern to where the photos "
+            f" matching {self.pattern!r} below a folder listed in {self.LABELS}: set data.source.pattern to where the "
+            "photos "
             "are (e.g. '*/*.jpg' for <id>/<photo>.jpg)"
         )
 
@@ -177,6 +182,8 @@ class UTKFaceFolder(FolderSource):
     pattern: str = "**/*.jpg"
 
     NAME = re.compile(r"(\d{1,3})_")
+    FIELDS = re.compile(r"\d{1,3}_(\d)_(\d)_")  # gender and race (forget=subgroup); a few files lack the race
+    CODES = {"gender": ("male", "female"), "race": ("white", "black", "asian", "indian", "others")}
 
     def label(self) -> Labelled:
         """Runs once per run (for the cache key too), so the warning reaches every run's log."""
@@ -190,10 +197,16 @@ class UTKFaceFolder(FolderSource):
             match = self.NAME.match(Path(rel).name)
             if match is None:
                 raise ChallengeError(
-                    f"{self.root_path / rel}: not a UTKFace name ({{age}}_{{gender}}_{{race}}_{{datetime}}.jpg); rename or remove it"
+                    f"{self.root_path / rel}: not a UTKFace name ({{age}}_{{gender}}_{{race}}_{{datetime}}.jpg); "
+                    "rename or remove it"
                 )
             ages.append(int(match.group(1)))
-        return Labelled(paths, ages, identities=paths)
+        codes = [m.groups() if (m := self.FIELDS.match(Path(rel).name)) else ("9", "9") for rel in paths]
+        traits = {
+            k: [v[int(c[i])] if int(c[i]) < len(v) else "unknown" for c in codes]
+            for i, (k, v) in enumerate(self.CODES.items())
+        }
+        return Labelled(paths, ages, identities=paths, traits=traits)
 
     def empty_hint(self) -> str:
         return f" matching {self.pattern!r}: set data.root to the UTKFace folder (or data.source.pattern)"
@@ -242,8 +255,10 @@ class CsvFolder(FolderSource):
         path = self.root_path / name
         if not path.is_file():
             raise ChallengeError(
-                f"no {name} in {self.root_path}: add a CSV of path,age,person_id (header row, paths relative to data.root), "
-                f"set data.source.csv to yours, or use the Kaggle layout ({', '.join(self.KAGGLE[p] for p in self.KAGGLE_REQUIRED)})"
+                f"no {name} in {self.root_path}: add a CSV of path,age,person_id (header row, paths relative to "
+                "data.root), "
+                "set data.source.csv to yours, or use the Kaggle layout "
+                f"({', '.join(self.KAGGLE[p] for p in self.KAGGLE_REQUIRED)})"
             )
         rows = read_csv_rows(path)
         return Labelled(
@@ -279,9 +294,13 @@ def read_age_gender(path: Path) -> dict[str, int]:
         if not fields:
             continue
         if len(fields) != 3 or not fields[1].isdigit():
-            raise ChallengeError(f"{path} line {n}: expected 'id age gender', got {line.strip()!r}; fix or delete that line")
+            raise ChallengeError(
+                f"{path} line {n}: expected 'id age gender', got {line.strip()!r}; fix or delete that line"
+            )
         if ages.setdefault(fields[0], int(fields[1])) != int(fields[1]):
-            raise ChallengeError(f"{path} line {n}: identity {fields[0]} is listed again with another age; keep one line per identity")
+            raise ChallengeError(
+                f"{path} line {n}: identity {fields[0]} is listed again with another age; keep one line per identity"
+            )
     return ages
 
 
@@ -291,10 +310,13 @@ def read_csv_rows(path: Path) -> list[tuple[str, int, str]]:
         reader = csv.DictReader(f, skipinitialspace=True)
         header = [h.strip() for h in reader.fieldnames or []]
         reader.fieldnames = header
-        missing = [c for c in ("age", "person_id") if c not in header] + ([] if {"path", "image_id"} & set(header) else ["path"])
+        missing = [c for c in ("age", "person_id") if c not in header] + (
+            [] if {"path", "image_id"} & set(header) else ["path"]
+        )
         if missing:
             raise ChallengeError(
-                f"{path}: no {', '.join(missing)} column (header: {', '.join(header) or 'none'}); the first row must name path, age, person_id"
+                f"{path}: no {', '.join(missing)} column (header: {', '.join(header) or 'none'}); the first row must "
+                "name path, age, person_id"
             )
         return [_csv_row(row, path, reader.line_num) for row in reader]
 
@@ -303,7 +325,10 @@ def _csv_row(row: dict[str, str], path: Path, line: int) -> tuple[str, int, str]
     age, person = (row.get("age") or "").strip(), (row.get("person_id") or "").strip()
     image = (row.get("path") or "").strip() or kaggle_image_path((row.get("image_id") or "").strip())
     if not age.isdigit() or not person or not image:
-        raise ChallengeError(f"{path} line {line}: expected a path, a whole number of years and a person_id, got {dict(row)}; fix or delete that row")
+        raise ChallengeError(
+            f"{path} line {line}: expected a path, a whole number of years and a person_id, got {dict(row)}; fix or "
+            "delete that row"
+        )
     return image, int(age), person
 
 
@@ -318,7 +343,8 @@ def check_forget_identities(forget: Labelled, retain: Labelled) -> None:
     shared = sorted(set(forget.identities) & set(retain.identities))
     if shared:
         raise ChallengeError(
-            f"forget.csv and retain.csv share person_id {', '.join(shared[:_SHOWN])}{' …' if len(shared) > _SHOWN else ''}: "
+            "forget.csv and retain.csv share person_id "
+            f"{', '.join(shared[:_SHOWN])}{' …' if len(shared) > _SHOWN else ''}: "
             "move all of a person's training rows into one of them"
         )
 
@@ -348,14 +374,18 @@ def fingerprint(root: Path, relpaths: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def decode_images(root: Path, paths: Sequence[str], resolution: int, fit: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def decode_images(
+    root: Path, paths: Sequence[str], resolution: int, fit: str
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """uint8 [K, 3, R, R] of the images that decode, their positions in `paths`, and (path, why) of the rest."""
     out = np.empty((len(paths), 3, resolution, resolution), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     failed = []
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         results = pool.map(lambda rel: _decode_one(root / rel, resolution, fit), paths)
-        for i, result in enumerate(tqdm(results, total=len(paths), desc="decoding images", unit="img", mininterval=1.0)):
+        for i, result in enumerate(
+            tqdm(results, total=len(paths), desc="decoding images", unit="img", mininterval=1.0)
+        ):
             if isinstance(result, str):
                 failed.append((paths[i], result))
             else:
@@ -371,7 +401,11 @@ def _decode_one(path: Path, resolution: int, fit: str) -> np.ndarray | str:
             im.draft("RGB", (resolution, resolution))  # JPEG: decode at the smallest scale still >= R
             im = ImageOps.exif_transpose(im).convert("RGB")
             size = (resolution, resolution)
-            im = ImageOps.fit(im, size, Image.Resampling.BICUBIC) if fit == "crop" else im.resize(size, Image.Resampling.BICUBIC)
+            im = (
+                ImageOps.fit(im, size, Image.Resampling.BICUBIC)
+                if fit == "crop"
+                else im.resize(size, Image.Resampling.BICUBIC)
+            )
             return np.asarray(im).transpose(2, 0, 1)
     except FileNotFoundError:
         return "missing"
@@ -393,5 +427,8 @@ def skip_list(skipped: list[tuple[str, str]]) -> str:
 def skip_message(skipped: list[tuple[str, str]], total: int, strict: bool) -> str:
     names = skip_list(skipped)
     if strict:
-        return f"{len(skipped)} of {total} images are unusable: {names}; fix or remove them, or set data.strict=false to skip them"
+        return (
+            f"{len(skipped)} of {total} images are unusable: {names}; fix or remove them, or set data.strict=false "
+            "to skip them"
+        )
     return f"skipped {len(skipped)} of {total} images: {names} (data.strict=true stops on them instead)"

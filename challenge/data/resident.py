@@ -29,8 +29,15 @@ class ResidentBatches:
     """The batches of `DataLoader(dataset, batch_size, shuffle, drop_last, generator)`, as one dict
     of device tensors each; `drop_last` follows `challenge.data.batches.drops_last`."""
 
-    def __init__(self, dataset: FaceDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        dataset: FaceDataset,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         rows = dataset.indices
         columns = (dataset.images[rows], dataset.groups[rows], dataset.ages[rows], dataset.person_ids[rows], rows)
         self.tensors = {k: v.to(device) for k, v in zip(KEYS, columns)}
@@ -58,10 +65,19 @@ class ResidentBatches:
     def _order(self) -> tuple[torch.Tensor | None, torch.Generator | None]:
         """This epoch's permutation (None: manifest order) and the generator it came from, drawn as
         DataLoader and RandomSampler draw them."""
+        if self.shuffle and self.generator is None:
+            return sampler_order(self.n), None
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the DataLoader iterator's base seed
         if not self.shuffle:
             return None, None
-        generator = self.generator
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        return torch.randperm(self.n, generator=generator), generator
+        return torch.randperm(self.n, generator=self.generator), self.generator
+
+
+def sampler_order(n: int, stream: torch.Generator | None = None) -> torch.Tensor:
+    """One epoch's order of a shuffling DataLoader without a generator of its own, drawn from `stream`
+    (None: torch's global generator, as the loader draws it): the iterator's base seed, then the
+    RandomSampler's seed, then its permutation from a generator of that seed. challenge.training.packed
+    draws each packed model's orders from that model's own stream by it."""
+    torch.empty((), dtype=torch.int64).random_(generator=stream)  # the DataLoader iterator's base seed
+    seed = int(torch.empty((), dtype=torch.int64).random_(generator=stream).item())
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))

@@ -1,4 +1,5 @@
-"""Train/val/test splits, age groups and the forget set, drawn as the 2023 competition did.
+"""Train/val/test splits, age groups and the forget set, drawn as the 2023 competition did (the
+forget set as the scenario says, challenge.data.scenarios).
 
 The split is a manifest (indices + identities) saved beside the cached data, so that the
 original model, every retrained model, the scorer and the competition all see the same split.
@@ -10,11 +11,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from challenge.checks import Rule, check_value, refuse
 from challenge.data.faces import FaceImages
+from challenge.data.scenarios import Identities, Scenario, Selection
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic
 
@@ -40,37 +44,49 @@ class SplitSpec:
     forget_in_holdout: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
-            raise ChallengeError(
-                f"split fractions must be in [0, 1): val_fraction={self.val_fraction}, test_fraction={self.test_fraction}"
-            )
+        """Each value's type and range (as challenge.checks says them), then what no single value shows."""
+        fraction = Rule(float, gt=0, lt=1)
+        rules = {
+            "seed": Rule(int, ge=0),
+            "val_fraction": Rule(float, ge=0, lt=1),
+            "test_fraction": fraction,
+            "forget_identities": Rule(int, ge=1, nullable=True),
+            "n_age_groups": Rule(int, ge=2),
+            "holdout": Rule(str, choices=HOLDOUTS),
+            "forget_in_holdout": Rule(bool),
+        }
+        if self.forget_identities is None:  # else the count decides and the fraction is not read
+            rules["forget_fraction"] = fraction
+        for name, rule in rules.items():
+            check_value(f"data.split.{name}", getattr(self, name), rule)
         if self.val_fraction + self.test_fraction >= 1:
-            raise ChallengeError("data.split.val_fraction + data.split.test_fraction must leave images for training")
-        if self.forget_identities is None and not 0 < self.forget_fraction < 1:
-            raise ChallengeError(f"data.split.forget_fraction must be in (0, 1), got {self.forget_fraction}")
-        if self.forget_identities is not None and self.forget_identities < 1:
-            raise ChallengeError(f"data.split.forget_identities must be >= 1, got {self.forget_identities}")
-        if self.holdout not in HOLDOUTS:
-            raise ChallengeError(f"data.split.holdout must be one of {', '.join(HOLDOUTS)}, got {self.holdout!r}")
-        if self.n_age_groups < 2:
-            raise ChallengeError(f"data.split.n_age_groups must be >= 2, got {self.n_age_groups}")
+            problem = f"+ data.split.test_fraction={self.test_fraction} must leave images for training: make it < 1"
+            raise refuse("data.split.val_fraction", self.val_fraction, problem)
 
 
 @dataclass(frozen=True)
 class Split:
-    """Image indices of each part; retain and forget partition train and share no identity."""
+    """Image indices of each part; retain and forget partition train (and share no identity in the
+    identities scenario), focus is part of test."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
     forget: np.ndarray
     retain: np.ndarray
-    forget_identities: list[int]
+    forget_identities: list[int]  # the people with a forget image (identities: whom the forget set is all of)
     age_edges: list[float]
     class_weights: list[float]
     spec: SplitSpec = field(default_factory=SplitSpec)
+    # test images of what was forgotten (a class, a subgroup, the forget people), reported on their own;
+    # empty in manifests of earlier kits, whose scenario was identities
+    focus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    scenario: dict[str, Any] = field(default_factory=lambda: Identities().settings())
+    # {"index": training images, "group": the label the original was trained on}: corrective confusion's
+    # mislabelled images; empty for every other scenario
+    relabel: dict[str, list[int]] = field(default_factory=dict)
 
-    PARTS = ("train", "val", "test", "forget", "retain")
+    PARTS = ("train", "val", "test", "forget", "retain", "focus")
 
     def indices(self, part: str) -> np.ndarray:
         if part not in self.PARTS:
@@ -85,6 +101,8 @@ class Split:
             "age_edges": self.age_edges,
             "class_weights": self.class_weights,
             "spec": asdict(self.spec),
+            "scenario": self.scenario,
+            "relabel": self.relabel,
         }
         write_atomic(path, json.dumps(data))
 
@@ -94,7 +112,7 @@ class Split:
         spec = d.pop("spec")
         if spec.get("age_range") is not None:
             spec["age_range"] = tuple(spec["age_range"])
-        arrays = {p: np.asarray(d.pop(p), dtype=np.int64) for p in cls.PARTS}
+        arrays = {p: np.asarray(d.pop(p, []), dtype=np.int64) for p in cls.PARTS}
         return cls(**arrays, **d, spec=SplitSpec(**spec))
 
 
@@ -112,8 +130,11 @@ def age_groups(ages: torch.Tensor, edges: list[float]) -> torch.Tensor:
     return torch.bucketize(ages.to(torch.float64), inner, right=True)
 
 
-def make_split(faces: FaceImages, spec: SplitSpec) -> Split:
-    """Split images (or whole people) at random, then take whole identities of the training images as the forget set."""
+def make_split(faces: FaceImages, spec: SplitSpec, scenario: Scenario | None = None) -> Split:
+    """Split images (or whole people) at random, then let the scenario (challenge.data.scenarios; the
+    default forgets whole identities) choose the forget set among the training images."""
+    scenario = scenario or Identities()
+    scenario.check(spec)
     rng = np.random.default_rng(spec.seed)
     m = len(faces)
     order = rng.permutation(m) if spec.holdout == "images" else _people_order(faces.person_ids.numpy(), rng)
@@ -122,14 +143,14 @@ def make_split(faces: FaceImages, spec: SplitSpec) -> Split:
         ids = faces.person_ids.numpy()[order]
         n_test = _boundary(ids, n_test)
         n_val = _boundary(ids, n_test + n_val) - n_test
-    test, val, train = np.sort(order[:n_test]), np.sort(order[n_test : n_test + n_val]), np.sort(order[n_test + n_val :])
-    forget_ids = _draw_forget_identities(faces.person_ids.numpy()[train], spec, rng)
-    if not spec.forget_in_holdout:
-        ids = faces.person_ids.numpy()
-        moved = [part[np.isin(ids[part], forget_ids)] for part in (val, test)]
-        val, test = (part[~np.isin(ids[part], forget_ids)] for part in (val, test))
-        train = np.sort(np.concatenate([train, *moved]))
-    return _assemble(faces, train, val, test, forget_ids, spec)
+    parts = (
+        np.sort(order[n_test + n_val :]),
+        np.sort(order[n_test : n_test + n_val]),
+        np.sort(order[:n_test]),
+    )
+    edges = age_edges(faces.ages, spec)
+    chosen = scenario.select(faces, parts, spec, age_groups(faces.ages, edges).numpy(), rng)
+    return _assemble(faces, chosen, spec, scenario)
 
 
 def _people_order(person_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -146,51 +167,57 @@ def _boundary(ordered_ids: np.ndarray, n: int) -> int:
     return n
 
 
-def given_split(faces: FaceImages, parts: Mapping[str, Sequence[int]], spec: SplitSpec) -> Split:
+def given_split(
+    faces: FaceImages, parts: Mapping[str, Sequence[int]], spec: SplitSpec, scenario: Scenario | None = None
+) -> Split:
     """A split the data's layout fixes (Kaggle's retain/forget/validation CSVs): image indices per
-    part; only the age bins come from `spec`."""
-    retain, forget, val, test = (np.sort(np.asarray(parts[p], dtype=np.int64)) for p in ("retain", "forget", "val", "test"))
+    part; only the age bins come from `spec`, and the scenario can only be identities."""
+    if scenario is not None and scenario.name != Identities.name:
+        problem = "but this data's layout (Kaggle's retain/forget CSVs) fixes the forget set"
+        fix = "use forget=identities, or name one CSV of all images with data.source.csv=…"
+        raise refuse("forget", scenario.name, f"{problem}: {fix}")
+    retain, forget, val, test = (
+        np.sort(np.asarray(parts[p], dtype=np.int64)) for p in ("retain", "forget", "val", "test")
+    )
     forget_ids = np.unique(faces.person_ids.numpy()[forget])
     if np.isin(faces.person_ids.numpy()[retain], forget_ids).any():
         raise ValueError("the given retain part holds images of forget identities")
-    return _assemble(faces, np.union1d(retain, forget), val, test, forget_ids, spec)
-
-
-def _assemble(faces: FaceImages, train: np.ndarray, val: np.ndarray, test: np.ndarray, forget_ids: np.ndarray, spec: SplitSpec) -> Split:
-    """Forget = every training image of the forget identities; bins and weights as the competition's."""
+    train = np.union1d(retain, forget)
     in_forget = np.isin(faces.person_ids.numpy()[train], forget_ids)
+    focus = test[np.isin(faces.person_ids.numpy()[test], forget_ids)]
+    return _assemble(faces, Selection(train, val, test, train[in_forget], focus), spec, Identities())
+
+
+def _assemble(faces: FaceImages, chosen: Selection, spec: SplitSpec, scenario: Scenario) -> Split:
+    """Retain = the training images not forgotten; bins and weights as the competition's."""
+    train = chosen.train
     edges = age_edges(faces.ages, spec)
+    groups = relabeled(age_groups(faces.ages, edges), chosen.relabeled, chosen.labels)
     return Split(
         train=train,
-        val=val,
-        test=test,
-        forget=train[in_forget],
-        retain=train[~in_forget],
-        forget_identities=sorted(int(i) for i in forget_ids),
+        val=chosen.val,
+        test=chosen.test,
+        forget=chosen.forget,
+        retain=np.setdiff1d(train, chosen.forget),
+        focus=chosen.focus,
+        forget_identities=sorted(int(i) for i in np.unique(faces.person_ids.numpy()[chosen.forget])),
         age_edges=edges,
-        class_weights=class_weights(age_groups(faces.ages[train], edges), spec.n_age_groups),
+        class_weights=class_weights(groups[train], spec.n_age_groups),  # as the original is trained
         spec=spec,
+        scenario=scenario.settings(),
+        relabel={"index": chosen.relabeled.tolist(), "group": chosen.labels.tolist()} if len(chosen.relabeled) else {},
     )
 
 
-def _draw_forget_identities(train_ids: np.ndarray, spec: SplitSpec, rng: np.random.Generator) -> np.ndarray:
-    """Identities in random order until the count, or the fraction of training images, is reached."""
-    ids, counts = np.unique(train_ids, return_counts=True)
-    if len(ids) < 2:
-        raise ChallengeError("the training images hold fewer than 2 identities: nothing could be both forgotten and retained")
-    perm = rng.permutation(len(ids))
-    if spec.forget_identities is not None:
-        if spec.forget_identities >= len(ids):
-            raise ChallengeError(
-                f"data.split.forget_identities={spec.forget_identities} but the training images hold only {len(ids)} identities"
-            )
-        return ids[perm[: spec.forget_identities]]
-    target = spec.forget_fraction * len(train_ids)
-    n = int(np.searchsorted(np.cumsum(counts[perm]), target) + 1)
-    return ids[perm[: min(n, len(ids) - 1)]]
-
-
-
+def relabeled(
+    groups: torch.Tensor, index: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> torch.Tensor:
+    """Every image's label as the kit trains and scores it: its age group, but where a scenario mislabelled it."""
+    if not len(index):
+        return groups
+    out = groups.clone()
+    out[torch.as_tensor(np.asarray(index), dtype=torch.int64)] = torch.as_tensor(np.asarray(labels), dtype=out.dtype)
+    return out
 
 
 def class_weights(groups: torch.Tensor, n_groups: int) -> list[float]:

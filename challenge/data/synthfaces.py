@@ -38,7 +38,31 @@ _CLUTTER = 4  # background clutter field is _CLUTTER x _CLUTTER, bilinearly upsa
 # Years -> relative frequency, shaped like UTKFace: a baby bump, a dip in childhood, most
 # people 20-40, a long thin tail of the elderly.
 _AGE_KNOTS = (0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90)
-_AGE_WEIGHTS = (6, 5, 3.5, 2.2, 1.5, 1.4, 2.0, 4.5, 8.5, 10, 9, 7, 5.5, 4.6, 4.4, 4.1, 3.5, 2.7, 2.1, 1.5, 1.1, 0.7, 0.35)
+_AGE_WEIGHTS = (
+    6,
+    5,
+    3.5,
+    2.2,
+    1.5,
+    1.4,
+    2.0,
+    4.5,
+    8.5,
+    10,
+    9,
+    7,
+    5.5,
+    4.6,
+    4.4,
+    4.1,
+    3.5,
+    2.7,
+    2.1,
+    1.5,
+    1.1,
+    0.7,
+    0.35,
+)
 
 _SKIN = ((0.97, 0.82, 0.71), (0.83, 0.62, 0.47), (0.58, 0.39, 0.26), (0.34, 0.22, 0.15))
 _HAIR = (  # colour, weight for light skin, weight for dark skin
@@ -49,6 +73,7 @@ _HAIR = (  # colour, weight for light skin, weight for dark skin
     ((0.86, 0.73, 0.46), 1.2, 0.05),
     ((0.60, 0.27, 0.12), 0.5, 0.02),
 )
+_HAIR_NAMES = ("black", "dark_brown", "brown", "light_brown", "blond", "red")  # _HAIR's colours, as traits name them
 _EYES = (  # iris colour, weight for light skin, weight for dark skin
     ((0.16, 0.10, 0.06), 1.5, 6.0),
     ((0.36, 0.21, 0.10), 1.5, 2.0),
@@ -97,7 +122,10 @@ class SynthFaces:
         ipi = self.images_per_identity
         pair = (ipi, ipi) if isinstance(ipi, int) else tuple(ipi) if isinstance(ipi, Sequence) else ()
         if len(pair) != 2 or not all(isinstance(n, int) for n in pair) or not 1 <= pair[0] <= pair[1]:
-            raise ChallengeError(f"data.source.images_per_identity must be an int >= 1 or a (min, max) pair with 1 <= min <= max, got {ipi!r}")
+            raise ChallengeError(
+                "data.source.images_per_identity must be an int >= 1 or a (min, max) pair with 1 <= min <= max, got "
+                f"{ipi!r}"
+            )
         return pair
 
     def content_key(self) -> str:
@@ -115,7 +143,28 @@ class SynthFaces:
             images=torch.from_numpy(np.concatenate(chunks)),
             ages=torch.tensor([t["age"] for t, _ in jobs], dtype=torch.int64),
             person_ids=torch.tensor([t["pid"] for t, _ in jobs], dtype=torch.int64),
+            traits=_visible(traits),
         )
+
+    def traits(self) -> dict[str, list[str]]:
+        """Each image's visible traits (forget=subgroup), drawn without rendering a pixel: a cache of the
+        images written before the kit kept traits gets them from here."""
+        lo, hi = self._count_range()
+        return _visible([_identity_traits(self.seed, pid, lo, hi) for pid in range(self.n_identities)])
+
+
+def _visible(identities: list[dict]) -> dict[str, list[str]]:
+    """Per image, in load order, the traits a person keeps in every photo: `gender`, `glasses` (worn in most
+    photos from about age 8), `sunglasses` and `hair` (its colour before it greys)."""
+    per_person = {
+        "gender": [("male" if t["male"] else "female") for t in identities],
+        "glasses": [("yes" if t["glasses"] > 0 else "no") for t in identities],
+        "sunglasses": [("yes" if t["sunglasses"] > 0 else "no") for t in identities],
+        "hair": [t["hair_name"] for t in identities],
+    }
+    return {
+        name: [v for t, v in zip(identities, values) for _ in range(t["count"])] for name, values in per_person.items()
+    }
 
 
 def contact_sheet(faces: FaceImages, path: Path, n_identities: int = 16, max_images: int = 8, scale: int = 4) -> Path:
@@ -126,7 +175,9 @@ def contact_sheet(faces: FaceImages, path: Path, n_identities: int = 16, max_ima
     Size: width = LABEL + cols * (res*scale + PAD) + PAD, height = rows * (res*scale + PAD) + PAD,
     where cols = min(max_images, most photos of a shown identity)."""
     if n_identities < 1 or max_images < 1 or scale < 1:
-        raise ChallengeError(f"n_identities, max_images and scale must be >= 1, got {n_identities}, {max_images}, {scale}")
+        raise ChallengeError(
+            f"n_identities, max_images and scale must be >= 1, got {n_identities}, {max_images}, {scale}"
+        )
     rows = _sheet_rows(faces, n_identities)
     cell = faces.resolution * scale
     cols = min(max_images, max(len(idx) for _, idx in rows))
@@ -206,9 +257,12 @@ def _identity_traits(seed: int, pid: int, lo: int, hi: int) -> dict:
     skin_i = min(int(tone * 3), 2)
     skin = _mix(_SKIN[skin_i], _SKIN[skin_i + 1], tone * 3 - skin_i)
     skin = tuple(_clip(c * _uniform(rng, 0.95, 1.05)) for c in skin)
-    hair = _HAIR[_pick(rng, [lt * (1 - dark) + dk * dark for _, lt, dk in _HAIR])][0]
+    hair_index = _pick(rng, [lt * (1 - dark) + dk * dark for _, lt, dk in _HAIR])
+    hair = _HAIR[hair_index][0]
     names = list(_STYLES)
-    style = _STYLES[names[_pick(rng, [_STYLES[n][1 if male else 2] * (1 + 2 * dark * (n == "afro")) for n in names])]][0]
+    style = _STYLES[names[_pick(rng, [_STYLES[n][1 if male else 2] * (1 + 2 * dark * (n == "afro")) for n in names])]][
+        0
+    ]
     beard = _pick(rng, (5, 2, 1, 1, 1.5)) if male else 0  # none, stubble, moustache, goatee, full
     return {
         "pid": pid,
@@ -218,6 +272,7 @@ def _identity_traits(seed: int, pid: int, lo: int, hi: int) -> dict:
         "male": float(male),
         "skin": skin,
         "hair": tuple(_clip(c * _uniform(rng, 0.85, 1.15)) for c in hair),
+        "hair_name": _HAIR_NAMES[hair_index],
         "iris": _EYES[_pick(rng, [lt * (1 - dark) + dk * dark for _, lt, dk in _EYES])][0],
         "lip_tint": _uniform(rng, 0.25, 0.6) * (1 - 0.6 * dark),
         "width": _uniform(rng, 0.68, 0.80) + 0.03 * male,
@@ -252,7 +307,12 @@ def _identity_traits(seed: int, pid: int, lo: int, hi: int) -> dict:
 
 def _spot(rng: np.random.Generator) -> tuple[float, float, float, float]:
     """(x, y, radius, is_mole): moles mark an identity for life, other spots come with age."""
-    return (_uniform(rng, -0.5, 0.5), _uniform(rng, SPOT_TOP, SPOT_BOTTOM), _uniform(rng, 0.03, 0.07), float(rng.random() < 0.3))
+    return (
+        _uniform(rng, -0.5, 0.5),
+        _uniform(rng, SPOT_TOP, SPOT_BOTTOM),
+        _uniform(rng, 0.03, 0.07),
+        float(rng.random() < 0.3),
+    )
 
 
 def _image_params(t: dict, seed: int, k: int, resolution: int) -> dict:

@@ -8,7 +8,6 @@ pool, be killed at any point, and resume without training a seed twice or changi
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -20,32 +19,56 @@ from omegaconf import DictConfig, OmegaConf
 from challenge.data.dataset import FaceData
 from challenge.parallel import run_parallel
 from challenge.pool.claims import Claim, claims
-from challenge.pool.folder import Pool, PoolEntry, device_type, make_entry, pool_models, with_train
+from challenge.pool.folder import (
+    NOT_OUTPUT,
+    Pool,
+    PoolEntry,
+    device_type,
+    make_entry,
+    pool_models,
+    read_entry,
+    with_train,
+)
 from challenge.pool.reference import format_reference, original_metrics, reference
 from challenge.scoring.metric import logit_scaled_confidence
 from challenge.training.net import NetSpec, predict_logits, save_net
+from challenge.training.packed import check_packable, evaluate_pack, fit_pack
 from challenge.training.recipe import evaluate, fit, quiet_lightning, set_threads
 
 
 # -- building ----------------------------------------------------------------------------------
-def build_original(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
-    """The original model, trained once on all training images, stored beside the pool."""
-    while not pool.original_path.exists():
-        with Claim(pool.claim_path("original")) as held:
+def build_originals(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
+    """pool.originals original models (seeds `seed`, `seed` + 1, ...), each trained once on all training images."""
+    for s in range(originals(cfg)):
+        build_original(pool, cfg, dm, s)
+
+
+def originals(cfg: DictConfig) -> int:
+    return int(cfg.pool.get("originals", 1))
+
+
+def build_original(pool: Pool, cfg: DictConfig, dm: FaceData, s: int = 0) -> None:
+    """Original model s, trained once on all training images, stored beside the pool."""
+    path = pool.original_of(s)
+    while not path.exists():
+        with Claim(pool.claim_path("original" if s == 0 else f"original-{s}")) as held:
             if not held:
                 time.sleep(1.0)  # another process is training it; the pool needs it before scoring anyway
                 continue
-            if not pool.original_path.exists():
-                model, seconds = fit(cfg, dm, "train", int(cfg.seed), validate=False)
-                metrics = {"seconds": seconds, **with_train(evaluate(model.net, dm, device=device_type(cfg)))}  # train too, for the reference table
-                save_net(model.net, model.spec, dm.data_config(), pool.original_path, metrics=metrics, seed=int(cfg.seed))
+            if not path.exists():
+                model, seconds = fit(cfg, dm, "train", int(cfg.seed) + s, validate=False)
+                metrics = {
+                    "seconds": seconds,
+                    **with_train(evaluate(model.net, dm, device=device_type(cfg))),
+                }  # train too, for the reference table
+                save_net(model.net, model.spec, dm.data_config(), path, metrics=metrics, seed=int(cfg.seed) + s)
 
 
 def train_member(pool: Pool, cfg: DictConfig, dm: FaceData, seed: int) -> PoolEntry:
     """Retrain from scratch on the retain set with the original's recipe; keep outputs, maybe weights."""
     model, seconds = fit(cfg, dm, "retain", seed, validate=False)
     device = device_type(cfg)
-    metrics = evaluate(model.net, dm, ("retain", "forget", "test"), device)
+    metrics = evaluate(model.net, dm, ("retain", "forget", "test", "focus"), device)  # focus: none for most splits
     logits, targets = predict_logits(model.net, dm.batches("forget", device=device), device)
     entry = make_entry(seed, seconds, metrics, logit_scaled_confidence(logits.numpy(), targets.numpy()))
     if cfg.pool.keep_checkpoints:
@@ -54,8 +77,33 @@ def train_member(pool: Pool, cfg: DictConfig, dm: FaceData, seed: int) -> PoolEn
     return entry
 
 
+def train_pack(pool: Pool, cfg: DictConfig, dm: FaceData, seeds: list[int]) -> list[PoolEntry]:
+    """`train_member` for pool.pack seeds at once, as one packed network (challenge.training.packed).
+
+    Every model of the pack is trained and evaluated, and those without a valid entry committed: after a
+    kill between two commits, the pack is trained again and its missing seeds get the bits the others got.
+    Each entry's `seconds` is its share of the pack's time, what one model cost.
+    """
+    device = device_type(cfg)
+    fitted = fit_pack(cfg, dm, "retain", seeds, device)
+    figures, outputs = evaluate_pack(fitted, dm, ("retain", "forget", "test"), device)
+    logits, targets = outputs["forget"]
+    entries = []
+    for index, seed in enumerate(seeds):
+        if read_entry(pool.entry_path(seed)) is not None:
+            continue
+        confidences = logit_scaled_confidence(logits[index].numpy(), targets.numpy())
+        entry = make_entry(seed, fitted.seconds / len(seeds), figures[index], confidences)
+        if cfg.pool.keep_checkpoints:
+            net = fitted.net_of(index)
+            save_net(net, fitted.modules[index].spec, dm.data_config(), pool.checkpoint_path(seed), seed=seed)
+        pool.commit(entry)
+        entries.append(entry)
+    return entries
+
+
 def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str, float]) -> Pool:
-    """n entries without training: an untrained original, and its forget confidences plus noise.
+    """n entries without training: untrained originals, and the first one's forget confidences plus noise.
 
     Verdicts and sandbox overheads do not depend on how a pool was trained, while even a tiny real
     pool costs minutes on a loaded laptop: tests and benchmarks use this. Its scores mean nothing,
@@ -69,6 +117,9 @@ def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str
     spec = NetSpec(cfg.model.net.name, dm.num_classes)
     net = spec.create()
     save_net(net, spec, dm.data_config(), pool.original_path)
+    for s in range(1, originals(cfg)):  # the others (pool.originals), each its own untrained net
+        torch.manual_seed(s)
+        save_net(spec.create(), spec, dm.data_config(), pool.original_of(s))
     device = device_type(cfg)
     logits, targets = predict_logits(net, dm.batches("forget", device=device), device)
     base = logit_scaled_confidence(logits.numpy(), targets.numpy())
@@ -100,39 +151,57 @@ def build(cfg: DictConfig, pool: Pool, n: int, workers: int) -> dict[str, Any]:
     however the work is split, every model trains single-threaded from its seed, so the bits are
     the same. Shard 0 trains the original first; the others start on the seeds at once.
     """
-    todo = (0 if pool.original_path.exists() else 1) + n - len(pool.entries(n))
+    missing_originals = sum(not pool.original_of(s).exists() for s in range(originals(cfg)))
+    missing = missing_originals + n - len(pool.entries(n))
+    wanted = set(pool.seeds(n))
+    packs = sum(any(s in wanted and read_entry(pool.entry_path(s)) is None for s in p) for p in pool.packs(n))
+    todo = missing_originals + packs  # what one process does at a time
     if todo == 0:
         return {"trained": [], "original_seconds": None, "processes": 0}
+    pack = int(cfg.pool.get("pack", 1))
+    if pack > 1:
+        check_packable(cfg, set(NOT_OUTPUT["trainer"]))
     procs = max(1, min(workers, todo))
-    print(f"pool {pool.fingerprint}: training {todo} model(s) in {procs} process(es) of {int(cfg.pool.threads)} thread(s)", flush=True)
+    print(
+        f"pool {pool.fingerprint}: training {missing} model(s){f' in {packs} pack(s) of {pack}' if pack > 1 else ''} "
+        f"in {procs} process(es) of {int(cfg.pool.threads)} thread(s)",
+        flush=True,
+    )
     if procs == 1:
         shards = [shard(cfg, 0)]
     else:
         plain = OmegaConf.to_container(cfg, resolve=True)
         shards = run_parallel(_spawned_shard, [(plain, k) for k in range(procs)], procs, progress=_progress(pool, n))
-    build_original(pool, cfg, instantiate(cfg.data))  # normally done; waits if another process still trains it
+    build_originals(pool, cfg, instantiate(cfg.data))  # normally done; waits if another process still trains one
     trained = sorted(seed for s in shards for seed in s["trained"])
     original = next((s["original_seconds"] for s in shards if s["original_seconds"] is not None), None)
     return {"trained": trained, "original_seconds": original, "processes": procs}
 
 
 def shard(cfg: DictConfig, index: int) -> dict[str, Any]:
-    """One worker: claim and train seeds until none is left (shard 0 trains the original first)."""
+    """One worker: claim and train seeds until none is left (shard 0 trains the originals first)."""
     set_threads(int(cfg.pool.threads))
     quiet_lightning()
     dm: FaceData = instantiate(cfg.data)
     dm.setup()
     pool = Pool.for_config(cfg, dm)
     original = None
-    if index == 0 and not pool.original_path.exists():
+    if index == 0 and not all(pool.original_of(s).exists() for s in range(originals(cfg))):
         t = time.perf_counter()
-        build_original(pool, cfg, dm)
+        build_originals(pool, cfg, dm)
         original = time.perf_counter() - t
     trained = []
-    for seed in claims(pool, pool_models(cfg)):
-        entry = train_member(pool, cfg, dm, seed)
-        print(f"  seed {seed}: retrained in {entry.seconds:.1f} s, forget accuracy {entry.forget_acc:.3f}", flush=True)
-        trained.append(seed)
+    for seeds in claims(pool, pool_models(cfg)):
+        packed = int(cfg.pool.get("pack", 1)) > 1
+        entries = train_pack(pool, cfg, dm, seeds) if packed else [train_member(pool, cfg, dm, seeds[0])]
+        for entry in entries:
+            share = " (its share of the pack)" if packed else ""
+            print(
+                f"  seed {entry.seed}: retrained in {entry.seconds:.1f} s{share}, "
+                f"forget accuracy {entry.forget_acc:.3f}",
+                flush=True,
+            )
+            trained.append(entry.seed)
     return {"trained": trained, "original_seconds": original}
 
 
@@ -153,22 +222,14 @@ def _progress(pool: Pool, n: int) -> Any:
     return check
 
 
-def default_workers(cfg: DictConfig) -> int:
-    """pool.workers, or: the cores when run alone, one inside a Hydra multirun (its launcher parallelises)."""
-    if cfg.pool.get("workers") is not None:
-        return int(cfg.pool.workers)
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN":
-        return 1
-    return os.cpu_count() or 1
-
-
 def format_summary(s: dict[str, Any]) -> str:
     lines = [
-        f"pool {s['fingerprint']} at {s['root']}: {s['models']}/{s['size']} retrained models, mean retrain {s['mean_retrain_seconds']:.1f} s",
+        f"pool {s['fingerprint']} at {s['root']}: {s['models']}/{s['size']} retrained models, mean retrain "
+        f"{s['mean_retrain_seconds']:.1f} s",
         *format_reference(s["reference"]),
     ]
     if s["models"] < s["size"]:
-        lines.append("other processes are still training the missing models; run `challenge pool` again to join or resume")
+        lines.append(
+            "other processes are still training the missing models; run `challenge pool` again to join or resume"
+        )
     return "\n".join(lines)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
+
+from challenge.files import try_lock
 
 if TYPE_CHECKING:
     from challenge.pool.folder import Pool
@@ -25,7 +26,7 @@ class Claim:
 
     On NFS, Linux emulates flock with POSIX locks, which belong to the process and which closing any
     fd on the file drops: hold one Claim per item per process, and do not open the claim file
-    elsewhere while holding it.
+    elsewhere while holding it (challenge.files.try_lock, which takes the lock).
     """
 
     def __init__(self, path: Path):
@@ -38,15 +39,9 @@ class Claim:
             raise RuntimeError(f"{self.path} is already held by this Claim")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = try_lock(self.path)
+            if fd is None:
                 return False
-            except BaseException:
-                os.close(fd)
-                raise
             # Between our open and our lock its previous owner may have released it, unlinking the
             # file: our lock is then on a name-less inode that the next process would not see.
             if self._names(fd):
@@ -54,7 +49,9 @@ class Claim:
             os.close(fd)
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode(), 0)
+            os.pwrite(
+                fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode(), 0
+            )
         except BaseException:
             os.close(fd)
             raise
@@ -88,15 +85,17 @@ class Claim:
         return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
-def claims(pool: "Pool", n: int) -> Iterator[int]:
-    """Seeds this process should train now: missing, valid-less, and claimed by nobody alive."""
+def claims(pool: "Pool", n: int) -> Iterator[list[int]]:
+    """Packs of seeds (one seed each at pool.pack=1) this process should train now: one of the first n seeds
+    missing or damaged, and claimed by nobody alive. A pack is claimed as a unit, by its first seed's name."""
     from challenge.pool.folder import read_entry
 
-    for seed in pool.seeds(n):
-        if read_entry(pool.entry_path(seed)) is not None:
+    end = int(pool.config["first_seed"]) + n
+    for pack in pool.packs(n):
+        needed = [seed for seed in pack if seed < end]
+        if all(read_entry(pool.entry_path(seed)) is not None for seed in needed):
             continue
-        with Claim(pool.claim_path(f"seed-{seed:06d}")) as held:
-            if held and read_entry(pool.entry_path(seed)) is None:  # another process may have just finished it
-                yield seed
-
-
+        with Claim(pool.claim_path(f"seed-{pack[0]:06d}")) as held:
+            # another process may have just finished it
+            if held and any(read_entry(pool.entry_path(seed)) is None for seed in needed):
+                yield pack

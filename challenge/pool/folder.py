@@ -22,24 +22,34 @@ from omegaconf import DictConfig, OmegaConf
 
 import challenge
 from challenge.data.dataset import FaceData
+from challenge.data.scenarios import check_wired
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_atomic
 
 # The only keys left out of the fingerprint: they cannot change a trained model's bits. Everything
 # else of data/model/trainer is in, so a changed recipe never silently reuses a pool trained otherwise.
 NOT_OUTPUT = {
-    "data": {"num_workers": "loader processes yield the same batches in the same order", "cache_dir": "where the data is kept, not what it is",
-             "resident": "the same batches from device tensors or from a DataLoader (tests/test_resident.py)"},
+    "data": {
+        "num_workers": "loader processes yield the same batches in the same order",
+        "cache_dir": "where the data is kept, not what it is",
+        "resident": "the same batches from device tensors or from a DataLoader (tests/test_resident.py)",
+        "forget": "the scenario is keyed on its own, as `forget`, and left out for identities (earlier pools')",
+    },
     "trainer": {
-        "enable_progress_bar": "display", "enable_model_summary": "display", "log_every_n_steps": "logging",
-        "default_root_dir": "where logs go", "enable_checkpointing": "the kit saves nets itself",
-        "num_sanity_val_steps": "the pool trains without validation", "accelerator": "replaced by the device type it resolves to",
+        "enable_progress_bar": "display",
+        "enable_model_summary": "display",
+        "log_every_n_steps": "logging",
+        "default_root_dir": "where logs go",
+        "enable_checkpointing": "the kit saves nets itself",
+        "num_sanity_val_steps": "the pool trains without validation",
+        "accelerator": "replaced by the device type it resolves to",
     },
 }
 
 
 def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
     """Everything that changes the pool's bits: data content, split, model, recipe, device, threads, versions."""
+
     def kept(group: str) -> dict[str, Any]:
         """Resolved key by key, so that a left-out key (e.g. a run folder of Hydra's) is never resolved."""
         node, out = cfg[group], {}
@@ -55,8 +65,15 @@ def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
     # Pools evaluated their models on the CPU until the kit evaluated on the training device: a pool
     # trained elsewhere gets a key of its own, so that it is rebuilt, never mixed with the old outputs.
     evaluated_on = {} if device == "cpu" else {"evaluated_on": device}
+    check_wired(cfg.get("forget"), dm.forget)
+    scenario = dm.forget.key()  # None for identities, so that their pools keep the fingerprints of earlier kits
+    # Models trained M at a time (challenge.training.pack) run other kernels: their pools are other pools. Left out
+    # at 1, the unpacked path, so that every pool built before the key existed keeps its fingerprint.
+    pack = int(cfg.pool.get("pack", 1))
     return {
         **evaluated_on,
+        **({"forget": scenario} if scenario else {}),
+        **({"pack": pack} if pack != 1 else {}),
         "data": data,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "trainer": kept("trainer"),
@@ -125,7 +142,12 @@ class Pool:
     # -- layout ---------------------------------------------------------------------------
     @property
     def original_path(self) -> Path:
-        return self.root / "original.pt"
+        return self.original_of(0)
+
+    def original_of(self, s: int) -> Path:
+        """Original model s (pool.originals): trained with seed `seed` + s on all training images. The retrained
+        models do not depend on the originals, so one pool serves any number of them."""
+        return self.root / ("original.pt" if s == 0 else f"original-{s}.pt")
 
     def entry_path(self, seed: int) -> Path:
         return self.root / "models" / f"seed-{seed:06d}.npz"
@@ -141,17 +163,22 @@ class Pool:
         """Refuse a folder built for another configuration, naming what differs."""
         manifest = self.root / "pool.json"
         if not manifest.exists():
-            raise ChallengeError(f"no reference pool at {self.root}: build it with `challenge pool` and the same data/model overrides")
+            raise ChallengeError(
+                f"no reference pool at {self.root}: build it with `challenge pool` and the same data/model overrides"
+            )
         stored = json.loads(manifest.read_text())
         if stored["fingerprint"] != self.fingerprint:
             diff = sorted(_diff_keys(stored["config"], self.config))
             raise ChallengeError(
                 f"the pool at {self.root} was built for another configuration (fingerprint {stored['fingerprint']}, "
-                f"expected {self.fingerprint}; differs in {', '.join(diff) or 'kit internals'}): build a pool for this one with `challenge pool`"
+                f"expected {self.fingerprint}; differs in {', '.join(diff) or 'kit internals'}): build a pool for "
+                "this one with `challenge pool`"
             )
 
     def entries(self, n: int | None = None, start: int = 0) -> list[PoolEntry]:
-        """Valid entries in seed order (n of them from the start-th seed); a damaged file is skipped (and will be retrained)."""
+        """Valid entries in seed order (n of them from the start-th seed); a damaged file is skipped (and will be
+        retrained).
+        """
         count = n if n is not None else self.size_on_disk()
         out = []
         for seed in self.seeds(start + count)[start:]:
@@ -163,18 +190,33 @@ class Pool:
     def seeds(self, n: int) -> list[int]:
         return [int(self.config["first_seed"]) + i for i in range(n)]
 
+    def packs(self, n: int) -> list[list[int]]:
+        """The seeds trained together (pool.pack at a time), grouped by index whatever n: pack j is seeds
+        first_seed + j*M ... + (j+1)*M - 1, all M of them even past n, so that a seed's bits never depend
+        on the pool's size, the shard or the process that trained it."""
+        m = int(self.config.get("pack", 1))
+        return [self.seeds(j + m)[j:] for j in range(0, n, m)]
+
     def size_on_disk(self) -> int:
         models = self.root / "models"
         return len(list(models.glob("seed-*.npz"))) if models.exists() else 0
 
-    def require(self, n: int) -> list[PoolEntry]:
+    def require(self, n: int, originals: int = 1) -> list[PoolEntry]:
         """The first n entries, or a message saying how to build them."""
         self.check()
         if not self.original_path.exists():
             raise ChallengeError(f"the pool at {self.root} has no original model yet: run `challenge pool` to build it")
+        have = sum(self.original_of(s).exists() for s in range(originals))
+        if have < originals:
+            raise ChallengeError(
+                f"the pool at {self.root} has {have} of the {originals} original models pool.originals={originals} "
+                f"asks for: run `challenge pool pool.originals={originals}` to train the others"
+            )
         entries = self.entries(n)
         if len(entries) < n:
-            raise ChallengeError(f"the pool has {len(entries)} of the {n} retrained models needed: run `challenge pool pool.size={n}`")
+            raise ChallengeError(
+                f"the pool has {len(entries)} of the {n} retrained models needed: run `challenge pool pool.size={n}`"
+            )
         return entries
 
     def confidences(self, n: int) -> np.ndarray:
@@ -200,7 +242,12 @@ class Pool:
     def commit(self, entry: PoolEntry) -> None:
         buf = io.BytesIO()
         meta = _meta(entry)
-        np.savez(buf, confidences=entry.confidences, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), checksum=np.frombuffer(entry.checksum.encode(), dtype=np.uint8))
+        np.savez(
+            buf,
+            confidences=entry.confidences,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            checksum=np.frombuffer(entry.checksum.encode(), dtype=np.uint8),
+        )
         write_atomic(self.entry_path(entry.seed), buf.getvalue())
 
 
@@ -219,14 +266,27 @@ def read_entry(path: Path) -> PoolEntry | None:
 def make_entry(seed: int, seconds: float, metrics: dict, confidences: np.ndarray) -> PoolEntry:
     """An entry with the per-part figures of `metrics` (challenge.training.recipe.evaluate's form),
     train added from retain and forget, so that the scorer reports them without evaluating N models."""
-    kept = {p: {k: m[k] for k in FIGURES if k in m} for p, m in with_train(metrics).items() if p in METRIC_PARTS}
+    kept = {
+        p: {k: m[k] for k in FIGURES if k in m}
+        for p, m in with_train(metrics).items()
+        if p in METRIC_PARTS + SCENARIO_PARTS
+    }
     conf = np.ascontiguousarray(confidences, dtype=np.float64)
-    entry = PoolEntry(seed=seed, seconds=seconds, retain_acc=metrics["retain"]["acc"], forget_acc=metrics["forget"]["acc"],
-                      test_acc=metrics["test"]["acc"], confidences=conf, checksum="", metrics=kept)
+    entry = PoolEntry(
+        seed=seed,
+        seconds=seconds,
+        retain_acc=metrics["retain"]["acc"],
+        forget_acc=metrics["forget"]["acc"],
+        test_acc=metrics["test"]["acc"],
+        confidences=conf,
+        checksum="",
+        metrics=kept,
+    )
     return replace(entry, checksum=_checksum(conf, json.dumps(_meta(entry)).encode()))
 
 
 METRIC_PARTS = ("train", "retain", "forget", "test")  # what an entry keeps; val is the participants' own
+SCENARIO_PARTS = ("focus",)  # kept too where the scenario has them (challenge.scoring.scenario), not in the table
 FIGURES = ("acc", "confidence", "n")
 
 
@@ -260,5 +320,3 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
             out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return set() if a == b else {prefix.rstrip(".")}
-
-

@@ -35,11 +35,19 @@ def reference(original: dict[str, Any], entries: list[PoolEntry], root: Path) ->
         "original": {p: {k: _number((orig.get(p) or {}).get(k)) for k in SHOWN} for p in METRIC_PARTS},
         "retrained": {p: {k: _mean([_figure(e, p, k) for e in entries]) for k in SHOWN} for p in METRIC_PARTS},
     }
-    gaps = [f"{who}.{p}.{k}" for who, parts in table.items() for p, figures in parts.items() for k, v in figures.items() if v is None]
+    gaps = [
+        f"{who}.{p}.{k}"
+        for who, parts in table.items()
+        for p, figures in parts.items()
+        for k, v in figures.items()
+        if v is None
+    ]
     missing = None
     if gaps:
-        missing = (f"the pool at {root} does not store {', '.join(gaps)} (built by an older kit, or a stand-in): "
-                   "delete that folder and run `challenge pool` to rebuild it with every figure")
+        missing = (
+            f"the pool at {root} does not store {', '.join(gaps)} (built by an older kit, or a stand-in): "
+            "delete that folder and run `challenge pool` to rebuild it with every figure"
+        )
     return {**table, "models": len(entries), "missing": missing}
 
 

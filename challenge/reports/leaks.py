@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
 
 import torch
 from PIL import Image
+
+from challenge.scoring.result import Examples, Leak
 
 N_LEAKS = 8  # thumbnails per method: one row of a report
 THUMB_PX = 64  # the most pixels a side a thumbnail keeps; also the size a report shows it at
 
 
-def leaks(images: torch.Tensor, examples: dict[str, list], n: int = N_LEAKS) -> list[dict[str, Any]]:
+def leaks(images: torch.Tensor, examples: Examples, n: int = N_LEAKS) -> list[Leak]:
     """The n forget examples of highest ε (ties: image order), with their mean logit-scaled
     confidences over the unlearned and the retrained models and a thumbnail.
 
@@ -26,17 +27,17 @@ def leaks(images: torch.Tensor, examples: dict[str, list], n: int = N_LEAKS) -> 
     image_id: the same pictures as the normalised tensors the models saw, without the rounding
     that undoing the normalisation would add.
     """
-    eps, ids = examples["epsilon"], examples["image_id"]
+    eps, ids = examples.epsilon, examples.image_id
     order = sorted(range(len(eps)), key=lambda k: (-eps[k], ids[k]))[:n]
     return [
-        {
-            "image_id": ids[k],
-            "person_id": examples["person_id"][k],
-            "epsilon": eps[k],
-            "unlearned_confidence": examples["unlearned_confidence"][k],
-            "retrained_confidence": examples["retrained_confidence"][k],
-            "png": thumbnail(images[ids[k]]),
-        }
+        Leak(
+            ids[k],
+            examples.person_id[k],
+            eps[k],
+            examples.unlearned_confidence[k],
+            examples.retrained_confidence[k],
+            thumbnail(images[ids[k]]),
+        )
         for k in order
     ]
 

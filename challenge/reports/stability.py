@@ -18,26 +18,39 @@ import itertools
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hydra.experimental.callback import Callback
 
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic, write_json
+from challenge.reports.scenarios import SCENARIOS_FILE, format_scenarios, scenario_table
+
+if TYPE_CHECKING:
+    from challenge.scoring.row import LeaderboardRow
 
 LEADERBOARD_FILE = "leaderboard.json"  # what `challenge baseline` leaves in its run folder
 TOP = 5  # the goal's "top five": the methods with the best mean rank
 
 
 # -- one split's leaderboard ---------------------------------------------------------------------------
-def split_record(overrides: list[str], split_seed: int, fingerprint: str, rows: list[dict[str, Any]], total_seconds: float) -> dict[str, Any]:
+def split_record(
+    overrides: list[str], split_seed: int, fingerprint: str, rows: list[LeaderboardRow], total_seconds: float
+) -> dict[str, Any]:
     """What one `challenge baseline` run leaves for the stability table: its ranked rows, and where they came from."""
     keep = ("name", "status", "final_score", "forget_quality", "f_ci", "f_of_ceiling", "retain_ratio", "test_ratio")
-    ceiling = next((r["ceiling"] for r in rows if r.get("ceiling")), None)
-    return {"overrides": overrides, "split_seed": split_seed, "pool": fingerprint, "total_seconds": total_seconds,
-            "ceiling": ceiling, "rows": [{k: r.get(k) for k in keep} for r in rows]}
+    ceiling = next((asdict(r.ceiling) for r in rows if r.ceiling), None)
+    return {
+        "overrides": overrides,
+        "split_seed": split_seed,
+        "pool": fingerprint,
+        "total_seconds": total_seconds,
+        "ceiling": ceiling,
+        "rows": [{k: getattr(r, k) for k in keep} for r in rows],
+    }
 
 
 def read_splits(folders: list[Path]) -> list[dict[str, Any]]:
@@ -45,7 +58,9 @@ def read_splits(folders: list[Path]) -> list[dict[str, Any]]:
     own parameter, e.g. `data.split.seed=1`), or by its split seed where nothing tells them apart."""
     missing = [str(f) for f in folders if not (f / LEADERBOARD_FILE).is_file()]
     if missing:
-        raise ChallengeError(f"no {LEADERBOARD_FILE} in {', '.join(missing)}: each folder must be a finished `challenge baseline` run")
+        raise ChallengeError(
+            f"no {LEADERBOARD_FILE} in {', '.join(missing)}: each folder must be a finished `challenge baseline` run"
+        )
     splits = [json.loads((f / LEADERBOARD_FILE).read_text()) for f in folders]
     common = set.intersection(*(set(s.get("overrides") or []) for s in splits)) if splits else set()
     for s in splits:
@@ -88,15 +103,25 @@ def _scored(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def stability(splits: list[dict[str, Any]]) -> dict[str, Any]:
     """Per method: rank, F and final score on each split, their mean and spread; τ between splits."""
     if len(splits) < 2:
-        raise ChallengeError(f"a stability table needs at least two splits, got {len(splits)}: run `challenge baseline -m data.split.seed=0,1,2`")
+        raise ChallengeError(
+            f"a stability table needs at least two splits, got {len(splits)}: run `challenge baseline -m "
+            "data.split.seed=0,1,2`"
+        )
     scored = [_scored(s) for s in splits]
     names = sorted({n for s in scored for n in s} | {r["name"] for s in splits for r in s["rows"]})
     methods = [_method(name, scored) for name in names]
     methods.sort(key=lambda m: (m["rank_mean"] is None, m["rank_mean"] or 0.0, m["name"]))
     top = [m["name"] for m in methods if m["rank_mean"] is not None][:TOP]
     return {
-        "splits": [{"label": s["label"], "pool": s["pool"], "ceiling_f": (s.get("ceiling") or {}).get("forget_quality"),
-                    "total_seconds": s.get("total_seconds")} for s in splits],
+        "splits": [
+            {
+                "label": s["label"],
+                "pool": s["pool"],
+                "ceiling_f": (s.get("ceiling") or {}).get("forget_quality"),
+                "total_seconds": s.get("total_seconds"),
+            }
+            for s in splits
+        ],
         "methods": methods,
         "tau": _taus(splits, scored, [m["name"] for m in methods]),
         "tau_top": _taus(splits, scored, top),
@@ -111,10 +136,16 @@ def _method(name: str, scored: list[dict[str, dict[str, Any]]]) -> dict[str, Any
     final = [p["final_score"] for p in per if p]
     return {
         "name": name,
-        "per_split": [{"rank": p["rank"], "forget_quality": p["forget_quality"], "final_score": p["final_score"]} if p else None for p in per],
-        "rank_mean": float(np.mean(ranks)) if ranks else None, "rank_range": [min(ranks), max(ranks)] if ranks else None,
-        "f_mean": float(np.mean(f)) if f else None, "f_sd": _sd(f),
-        "final_mean": float(np.mean(final)) if final else None, "final_sd": _sd(final),
+        "per_split": [
+            {"rank": p["rank"], "forget_quality": p["forget_quality"], "final_score": p["final_score"]} if p else None
+            for p in per
+        ],
+        "rank_mean": float(np.mean(ranks)) if ranks else None,
+        "rank_range": [min(ranks), max(ranks)] if ranks else None,
+        "f_mean": float(np.mean(f)) if f else None,
+        "f_sd": _sd(f),
+        "final_mean": float(np.mean(final)) if final else None,
+        "final_sd": _sd(final),
     }
 
 
@@ -143,17 +174,28 @@ def stability_table(st: dict[str, Any]) -> str:
     labels = [s["label"] for s in st["splits"]]
     width = max(len(m["name"]) for m in st["methods"])
     cols = [max(len(label), 12) for label in labels]
-    head = f"{'method':<{width}}  " + "  ".join(f"{label:>{c}}" for label, c in zip(labels, cols)) + "   F mean ± sd     final mean ± sd  rank mean (range)"
+    head = (
+        f"{'method':<{width}}  "
+        + "  ".join(f"{label:>{c}}" for label, c in zip(labels, cols))
+        + "   F mean ± sd     final mean ± sd  rank mean (range)"
+    )
     lines = [head, f"{'':<{width}}  " + "  ".join(f"{'rank   F':>{c}}" for c in cols)]
     for m in st["methods"]:
         cells = [f"{p['rank']:>2}  {p['forget_quality']:.3f}" if p else "—" for p in m["per_split"]]
         rng = f"{m['rank_mean']:.1f} ({m['rank_range'][0]}–{m['rank_range'][1]})" if m["rank_mean"] is not None else "—"
-        lines.append(f"{m['name']:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols))
-                     + f"   {_num(m['f_mean'])} ± {_num(m['f_sd'])}   {_num(m['final_mean'])} ± {_num(m['final_sd'])}  {rng}")
+        lines.append(
+            f"{m['name']:<{width}}  "
+            + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols))
+            + f"   {_num(m['f_mean'])} ± {_num(m['f_sd'])}   {_num(m['final_mean'])} ± {_num(m['final_sd'])}  {rng}"
+        )
     ceilings = [s["ceiling_f"] for s in st["splits"]]
     if any(c is not None for c in ceilings):
         lines.append(f"{'(ceiling F)':<{width}}  " + "  ".join(f"{_num(c):>{w}}" for c, w in zip(ceilings, cols)))
-    lines += ["", _tau_line("all methods", st["tau"]), _tau_line(f"top {len(st['top'])} ({', '.join(st['top'])})", st["tau_top"])]
+    lines += [
+        "",
+        _tau_line("all methods", st["tau"]),
+        _tau_line(f"top {len(st['top'])} ({', '.join(st['top'])})", st["tau_top"]),
+    ]
     return "\n".join(lines)
 
 
@@ -194,24 +236,38 @@ def write_stability(st: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     write_json(folder / "stability.json", st, indent=2)
     page = folder / "stability.html"
     title = f"Stability of the baselines' ranking over {len(st['splits'])} splits"
-    write_atomic(page, "\n".join([
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>',
-        f"<h1>{html.escape(title)}</h1>",
-        ('<p class="note">Each split has other forget identities, its own original model and its own pool. '
-         "Rank by final score; Kendall's τ-b between two splits' final scores (1: the same order, 0: unrelated).</p>"),
-        f'<pre id="stability">{html.escape(stability_table(st))}</pre>',
-        _img(stability_plot(st), "rank and forget quality of each method on each split"),
-        "</body></html>",
-    ]))
+    write_atomic(
+        page,
+        "\n".join(
+            [
+                '<!DOCTYPE html><html lang="en"><head><meta '
+                f'charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>',
+                f"<h1>{html.escape(title)}</h1>",
+                (
+                    '<p class="note">Each split has other forget identities, its own original model and its own pool. '
+                    "Rank by final score; Kendall's τ-b between two splits' final scores (1: the same order, 0: "
+                    "unrelated).</p>"
+                ),
+                f'<pre id="stability">{html.escape(stability_table(st))}</pre>',
+                _img(stability_plot(st), "rank and forget quality of each method on each split"),
+                "</body></html>",
+            ]
+        ),
+    )
     return folder / "stability.json", page
 
 
 def stability_of(folders: list[Path], out: Path) -> dict[str, Any]:
     """The table for finished `challenge baseline` run folders, written to `out` and printed."""
-    st = stability(read_splits(folders))
+    splits = read_splits(folders)
+    st = stability(splits)
     write_stability(st, out)
     print(stability_table(st))
     print(f"\nstability: {out / 'stability.json'}\nplot:      {out / 'stability.html'}")
+    table = scenario_table(splits)  # the runs differ in forget scenario: each method per scenario
+    if table is not None:
+        write_json(out / SCENARIOS_FILE, table, indent=2)
+        print(f"\n{format_scenarios(table)}\nscenarios: {out / SCENARIOS_FILE}")
     return st
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import netrc
 import os
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from challenge.scoring.result import Result
 
 
 def wandb_offline() -> bool:
@@ -53,19 +57,27 @@ def finish(logger: Any) -> None:
         experiment.finish()
 
 
-def log_score(cfg: DictConfig, result: dict[str, Any]) -> None:
-    """One W&B run per scoring: the summary, a histogram of epsilons and the per-example table."""
-    sha = result["submission"]["sha256"] or "missing"
+def log_score(cfg: DictConfig, result: Result) -> None:
+    """One W&B run per scoring: the summary (every number of the score, and the leaderboard's columns),
+    a histogram of epsilons and the per-example table."""
+    sha = result.submission.sha256 or "missing"
     logger = make_logger(cfg, name=f"score-{Path(cfg.submission).stem}-{sha[:8]}")
     if not logger:
         return
     import wandb
 
+    from challenge.scoring.row import SCORE_COLUMNS, LeaderboardRow
+
     run = logger.experiment
-    run.summary.update({"status": result["status"], "message": result["message"], "sha256": sha, "pool": result["pool"]["fingerprint"]})
-    if result["status"] == "scored":
-        run.summary.update({k: v for k, v in result["score"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        ex = result["examples"]
-        columns = list(ex)
-        run.log({"epsilon": wandb.Histogram(ex["epsilon"]), "examples": wandb.Table(columns=columns, data=[list(row) for row in zip(*ex.values())])})
+    run.summary.update(
+        {"status": result.status, "message": result.message, "sha256": sha, "pool": result.pool.fingerprint}
+    )
+    if result.score is not None and result.examples is not None:
+        row = LeaderboardRow.from_result(Path(cfg.submission).stem, result)
+        terms = asdict(result.score).items()
+        numbers = {k: v for k, v in terms if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        run.summary.update(numbers | {c.key: v for c in SCORE_COLUMNS if (v := getattr(row, c.key)) is not None})
+        ex = asdict(result.examples)
+        table = wandb.Table(columns=list(ex), data=[list(r) for r in zip(*ex.values())])
+        run.log({"epsilon": wandb.Histogram(ex["epsilon"]), "examples": table})
     finish(logger)

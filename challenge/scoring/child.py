@@ -1,334 +1,276 @@
-"""The child side of scoring (Codabench's "ingestion program"): run a participant's `unlearning` N times.
+"""The child side of scoring (Codabench's "ingestion program"): run a participant's `unlearning` N times, each fresh.
 
-`python -m challenge.scoring.child <inputs_dir> <outputs_dir>`, started by challenge.scoring.scorer inside the
-sandbox. It sees only its inputs (spec.json, the participant file, the original net file and the
-retain/forget/val tensors) and answers only through files, which the scorer validates:
+`python -m challenge.scoring.child <inputs_dir> <outputs_dir> <scratch_dir> [wake_fd answer_fd]`, started by the
+scorer's supervisor inside the sandbox. It sees only its inputs and answers only through files
+(challenge.scoring.protocol), which the scorer validates.
 
-  calibration.json        the price of a retrain here (challenge.scoring.budget), timed before the import;
-                          the child waits until the scorer has taken it away, then imports the file
-  ready.json              the inputs and the submission are loaded (with wall-clock stamps)
-  run-XXXX.start, .end    run XXXX began / unlearning() returned, with the child's clocks: the scorer charges the run between them
-  run-XXXX.pt, .json      the run's state dict (tensors only) and its times, each written atomically
-  failure.json            {status, message, traceback} when the submission broke the contract
+The process that starts is a *warm parent*: it imports torch, loads the original weights and the data,
+has a retrain priced, and then never runs a line of the participant's code. Each run is a process of its
+own, forked from it: the run's process imports the file, seeds itself with the run's seed (after the import,
+so a file that seeds at import still gives N different runs), calls `unlearning()` once, writes its weights
+and exits. So nothing of run i (memory, module globals, threads, open files) reaches run i + 1, and the
+parent empties every scratch folder (/tmp, /dev/shm, the working folder, /kaggle/working, /kaggle/tmp) and
+its outputs folder between runs; it forks run i + 1 only once the scorer has taken run i's files out of the
+sandbox. The 2023 rules asked for "512 completely independent unlearning algorithms ... without caching work
+between each run": here that holds by construction. The parent marks each run's start before the fork and
+its end once it has reaped the process, with its own clocks (children's CPU included), so the import and
+everything the run does are charged to the run.
 
-The file is compiled before torch is imported, so a syntax error is turned away in a fraction of a
-second; it is executed only after the calibration, so that nothing it starts at import (a busy
-thread, say) can inflate the price of a retrain. This module only runs and reports; the scorer judges.
+The parent touches no CUDA (a forked process cannot use a CUDA context it inherits): the price of a retrain
+is measured in a forked process too, and each run's process moves the original to the GPU itself. It also
+makes itself non-dumpable, so that a run cannot ptrace it or open its file descriptors through /proc.
 """
 
 from __future__ import annotations
 
-import errno
-import importlib.util
-import inspect
 import json
 import os
-import random
-import signal
+import select
 import sys
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from challenge.files import write_json, write_with
-from challenge.scoring.budget import CALIBRATION_FILE, calibrate
-from challenge.scoring.processes import processes
-from challenge.scoring.sandbox import PIDNS_ENV
+from challenge.files import write_json
+from challenge.scoring.protocol import (
+    CALIBRATION,
+    DATA,
+    END,
+    FAILURE,
+    PIDNS_ENV,
+    READY,
+    RECORD,
+    SPEC,
+    START,
+    WEIGHTS,
+    original_name,
+    run_name,
+)
+from challenge.scoring.run import (
+    Run,
+    check_leftovers,
+    clocks,
+    dumpable,
+    end_like,
+    exit_now,
+    in_own_process,
+    leftover_processes,
+    load_parts,
+    report_rejection,
+    warm,
+)
+from challenge.scoring.submission import Rejected, compile_submission
 
-CONTRACT = "unlearning(net, retain_loader, forget_loader, val_loader)"
-# Statuses the child may report; anything else in failure.json is itself a malformed answer.
-CHILD_STATUSES = frozenset({"syntax_error", "no_function", "bad_signature", "raised", "not_a_model", "memory", "file_too_large", "crashed", "left_processes",
-                            "processes", "disk"})
+_TAKEN_POLL = 0.01  # seconds between looks for the scorer having taken files, where it does not answer
 
 
-class Rejected(Exception):
-    """The submission broke the contract; `status` is the verdict's name."""
+# -- the warm parent ---------------------------------------------------------------------------------
+class Scratch:
+    """The folders a run may write besides its weights, emptied between runs: what a run leaves there
+    would otherwise reach the next one. /tmp and /dev/shm only in the sandbox's own namespace (a tmpfs of
+    its own); without it /tmp is the host's, and the child's TMPDIR is the working folder. The folders the
+    sandbox made (the Kaggle ones inside the working folder) stay, emptied."""
 
-    def __init__(self, status: str, message: str, tb: str = ""):
-        super().__init__(message)
-        self.status, self.message, self.tb = status, message, tb
+    def __init__(self, outputs: Path, scratch: Path):
+        self.outputs = outputs
+        self.folders = [str(scratch)] + (["/tmp", "/dev/shm"] if os.environ.get(PIDNS_ENV) == "1" else [])
+        self.made = {str(p) for p in scratch.rglob("*") if p.is_dir() and not p.is_symlink()}
+        self.kept: dict[str, bytes] = {}  # the parent's own files in the outputs, written again as they were
+
+    def keep(self, name: str, obj: Any) -> None:
+        self.kept[name] = json.dumps(obj).encode()
+        write_json(self.outputs / name, obj)
+
+    def empty(self) -> None:
+        for folder in [*self.folders, str(self.outputs)]:
+            _empty(folder, self.made)
+        for name, blob in self.kept.items():
+            (self.outputs / name).write_bytes(blob)
 
 
-# -- files ---------------------------------------------------------------------------------------
-def run_name(index: int) -> str:
-    return f"run-{index:04d}"
-
-
-# -- loading the submission ------------------------------------------------------------------------
-def compile_submission(path: Path) -> Any:
-    """Compiled, not run: a syntax error costs no torch import, and nothing of the file runs yet."""
+def _empty(folder: str, made: set[str]) -> None:
+    """Everything under `folder` but the folders in `made` (emptied in turn)."""
     try:
-        return compile(path.read_bytes(), str(path), "exec")
-    except (SyntaxError, ValueError) as e:
-        line = f" at line {e.lineno}" if getattr(e, "lineno", None) else ""
-        raise Rejected("syntax_error", f"syntax error{line}: {getattr(e, 'msg', e)}") from None
-
-
-def load_submission(path: Path, code: Any, params: dict[str, Any] | None = None, device: str = "cpu") -> Callable[..., Any]:
-    """The module as `submission`, its `unlearning` checked against the contract before any run.
-
-    `params` update the module's PARAMS dict in place once it has run (the scorer checked the names
-    against the source), so `unlearning()` reads them when it is called. `device` is the net's, given
-    to the file as DEVICE (Kaggle notebooks defined it at the top; a copied function may use it)."""
-    spec = importlib.util.spec_from_file_location("submission", path)
-    module = importlib.util.module_from_spec(spec)
-    module.DEVICE = device
-    sys.modules["submission"] = module
-    try:
-        exec(code, module.__dict__)
-    except BaseException as e:  # noqa: BLE001 - any failure at import is the submission's
-        raise _rejection(e, "while loading the file", path) from None
-    if params:
-        declared = module.__dict__.get("PARAMS")
-        if not isinstance(declared, dict):
-            raise Rejected("raised", f"PARAMS is a {type(declared).__name__} once the file has run, not the dict its source declares, so the given parameters cannot be set")
-        declared.update(params)
-    fn = getattr(module, "unlearning", None)
-    if fn is None:
-        raise Rejected("no_function", f"the file defines no `unlearning` function; the contract is {CONTRACT}")
-    check_signature(fn)
-    return fn
-
-
-def check_signature(fn: Any) -> None:
-    if not callable(fn):
-        raise Rejected("no_function", f"`unlearning` is a {type(fn).__name__}, not a function; the contract is {CONTRACT}")
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # C callables carry no signature: calling it will tell
-    try:
-        sig.bind(*range(4))
-    except TypeError as e:
-        raise Rejected("bad_signature", f"unlearning{sig} cannot be called as {CONTRACT} ({e})") from None
-
-
-def _rejection(e: BaseException, when: str, path: Path) -> Rejected:
-    """Name what went wrong the way a participant would look for it: type, message, their line."""
-    tb = "".join(traceback.format_exception(e))
-    if isinstance(e, SystemExit):
-        return Rejected("crashed", f"the submission called exit({e.code!r}) {when}", tb)
-    if _out_of_memory(e):
-        return Rejected("memory", f"the submission ran out of memory {when} ({type(e).__name__}): stay within scorer.memory_mb", tb)
-    if isinstance(e, OSError) and e.errno == errno.EFBIG:  # Python ignores SIGXFSZ, so the limit surfaces here
-        return Rejected("file_too_large", f"the submission wrote a file over the size limit {when}: stay within scorer.file_size_mb", tb)
-    if _out_of_processes(e, tb):
-        return Rejected("processes", f"the submission could not start another process or thread {when} ({type(e).__name__}): stay within scorer.max_processes", tb)
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return Rejected("disk", f"the submission filled its scratch space {when} ({type(e).__name__}): stay within scorer.scratch_mb", tb)
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
-    where = f" at line {frames[-1].lineno} of the submission" if frames else ""
-    text = str(e).splitlines()[0][:300] if str(e) else ""
-    hint = BATCH_HINT if frames and _unpacked_a_batch(e) else ""
-    return Rejected("raised", f"the submission raised {type(e).__name__}{': ' + text if text else ''}{where} {when}{hint}", tb)
-
-
-BATCH_HINT = ("; batches are dicts with `image` and `age_group` (also `age`, `person_id`, `image_id`), not (inputs, targets) "
-              "tuples: write `x, y = batch['image'], batch['age_group']` (see submissions/README.md)")
-
-
-def _unpacked_a_batch(e: BaseException) -> bool:
-    """`for x, y in loader` over dict batches: too many keys to unpack, or the keys (str) used as tensors."""
-    text = str(e)
-    return (isinstance(e, ValueError) and "values to unpack" in text) or (isinstance(e, AttributeError) and text.startswith("'str' object"))
-
-
-def _out_of_processes(e: BaseException, tb: str) -> bool:
-    """A fork or a thread refused by the process cap (EAGAIN from fork, not from a non-blocking socket)."""
-    forked = isinstance(e, OSError) and e.errno == errno.EAGAIN and any(w in tb for w in ("fork", "_execute_child", "spawn"))
-    return forked or (isinstance(e, RuntimeError) and "can't start new thread" in str(e))
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
-
-
-# -- the runs --------------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def stream_seed(seed: int, stream: int) -> int:
-    """Independent seeds per loader of one run, reproducible from the run seed alone."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
-
-
-def load_parts(path: Path) -> dict[str, Any]:
-    """Retain/forget/val datasets with the Kaggle batch layout, from the tensors the scorer staged."""
-    import torch
-
-    from challenge.data.faces import FaceDataset
-
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    arrays = (blob["images"], blob["ages"], blob["groups"], blob["person_ids"])
-    return {part: FaceDataset(*arrays, blob[part].numpy()) for part in ("retain", "forget", "val")}
-
-
-def loaders(parts: dict[str, Any], batch_size: int, seed: int) -> list[Any]:
-    """Retain and forget shuffled with the run's seed, val in a fixed order, as in the 2023 kit."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    def shuffled(ds: Any, stream: int) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(stream_seed(seed, stream)))
-
-    return [shuffled(parts["retain"], 0), shuffled(parts["forget"], 1), DataLoader(parts["val"], batch_size=batch_size)]
-
-
-@dataclass
-class Runner:
-    """Everything a run needs; each run starts from `original` again."""
-
-    unlearning: Callable[..., Any]
-    source: Path  # the participant file, to point at their line in a traceback
-    original: Any
-    parts: dict[str, Any]
-    batch_size: int
-    outputs: Path
-    device: str = "cpu"  # where `original` is, so where each run's net arrives
-
-    def run(self, index: int, seed: int) -> None:
-        """One sample of the algorithm's output: fresh weights, own seed, state dict out."""
-        import copy
-
-        import torch
-
-        name = run_name(index)
-        t0 = time.perf_counter()
-        seed_everything(seed)
-        net = copy.deepcopy(self.original)
-        args = loaders(self.parts, self.batch_size, seed)
-        torch.set_grad_enabled(True)
-        write_json(self.outputs / f"{name}.start", {"seed": seed, **clocks()})  # the scorer charges the run from here
-        t1 = time.perf_counter()
-        try:
-            returned = self.unlearning(net, *args)
-            if self.device.startswith("cuda"):
-                torch.cuda.synchronize()  # the run ends when its GPU work does: the meter's wall clock stops at .end
-        except BaseException as e:  # noqa: BLE001 - the participant's fault, whatever it is
-            raise _rejection(e, f"in run {index}", self.source) from None
-        t2 = time.perf_counter()
-        write_json(self.outputs / f"{name}.end", clocks())  # ... to here
-        self.save(returned, net, index)
-        t3 = time.perf_counter()
-        check_leftovers(index)
-        times = {"seconds": t2 - t1, "reset_seconds": t1 - t0, "save_seconds": t3 - t2, "check_seconds": time.perf_counter() - t3}
-        write_json(self.outputs / f"{name}.json", {"index": index, "seed": seed, **times})
-
-    def save(self, returned: Any, net: Any, index: int) -> None:
-        """Tensors only, so that the scorer can load them with weights_only and run nothing of ours."""
-        import torch
-
-        model = net if returned is None else returned
-        if not isinstance(model, torch.nn.Module):
-            raise Rejected("not_a_model", f"run {index}: unlearning returned {type(returned).__name__}, not a torch.nn.Module; return the model, or None after changing `net` in place")
-        try:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
-        except Exception as e:  # noqa: BLE001 - a returned module whose state cannot even be read
-            raise Rejected("not_a_model", f"run {index}: the returned model's state_dict() failed ({type(e).__name__}: {e})") from None
-        write_with(self.outputs / f"{run_name(index)}.pt", lambda tmp: torch.save(state, tmp))
-
-
-def clocks() -> dict[str, float]:
-    """This process's own clocks, for the scorer's meter: it sees a marker only at its next poll, which
-    machine load can delay, and takes these readings where they lie between the polls around the marker."""
-    import resource
-
-    used = sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # as /proc's stat counts
-    return {"cpu": used, "monotonic": time.monotonic()}
-
-
-def check_leftovers(index: int, grace: float = 2.0) -> None:
-    """Processes the submission started and left running (they would run on into the next run)."""
-    import gc
-
-    if not leftover_processes():
+        entries = [e.path for e in os.scandir(folder)]
+    except OSError:
         return
-    gc.collect()  # a DataLoader with workers shuts them down when it is collected (costly: only now)
-    deadline = time.monotonic() + grace
-    while (left := leftover_processes()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not left:
-        return
-    for pid, _ in left:
+    for path in entries:
+        if path in made:
+            _empty(path, made)
+        else:
+            _remove(path)
+
+
+def _remove(path: str) -> None:
+    """Also what a run made hard to remove: a folder it left without permissions is given them back first."""
+    if os.path.isdir(path) and not os.path.islink(path):
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.chmod(path, 0o700)
+        except OSError:
             pass
-    names = ", ".join(f"{comm} (pid {pid})" for pid, comm in left[:5])
-    raise Rejected("left_processes", f"run {index} left {len(left)} process(es) running: {names}; they were killed; wait for every process you start")
+        _empty(path, set())
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
-def leftover_processes() -> list[tuple[int, str]]:
-    """Other live processes of ours: in our own pid namespace all but its init, else our session's."""
-    me, own_ns, sid = os.getpid(), os.environ.get(PIDNS_ENV) == "1", os.getsid(0)
-    return [(p.pid, p.comm) for p in processes() if p.pid != me and p.state != "Z" and (p.pid != 1 if own_ns else p.session == sid)]
+def wait_taken(paths: list[Path], answer: int | None = None, timeout: float = float("inf")) -> None:
+    """Until the scorer has moved these files out of the sandbox (it does so as soon as it sees them): a
+    run's weights must not be found by the next run's process, and the price of a retrain must be gone
+    before any participant code runs. A scorer that never takes a run's files stops the child.
+
+    `answer`: a pipe the scorer writes to once it has taken a run's files: the wait blocks on it and uses no
+    CPU (a loaded machine can delay the scorer by seconds, and every second of polling would be charged)."""
+    deadline = time.monotonic() + timeout
+    while any(os.path.lexists(p) for p in paths) and time.monotonic() < deadline:
+        if answer is None:
+            time.sleep(_TAKEN_POLL)
+        elif select.select([answer], [], [], min(1.0, max(0.0, deadline - time.monotonic())))[0]:
+            os.read(answer, 4096)
 
 
-# -- main ----------------------------------------------------------------------------------------
-def ingest(inputs: Path, outputs: Path) -> None:
-    spec = json.loads((inputs / "spec.json").read_text())
+def ingest(inputs: Path, outputs: Path, scratch_dir: Path, wake: int | None = None, answer: int | None = None) -> None:
+    """`wake`: an fd to write a byte to when a run has ended (the supervisor looks at once); `answer`: one the
+    supervisor writes to once it has taken the run's files. No run's process holds either."""
+    dumpable(False)
+    spec = json.loads((inputs / SPEC).read_text())
     stamps = {"started": time.time()}
     source = inputs / spec["submission"]
     code = compile_submission(source)
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() without a CUDA context here
     import torch
 
     from challenge.training.net import load_net
 
-    torch.set_num_threads(int(spec["threads"]))
-    device = str(spec.get("settings", {}).get("device", "cpu"))
+    torch.set_num_threads(1)  # the parent computes nothing; each run's process sets the runs' thread count
+    settings = spec.get("settings", {})
+    device = str(settings.get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"scorer.device={device} but the sandbox holds no usable CUDA device: set scorer.device=cpu, or see result.json's sandbox.device")
-    original, _, _ = load_net(inputs / "original.pt")
-    original.to(device)
-    parts = load_parts(inputs / "data.pt")
+        raise RuntimeError(
+            f"scorer.device={device} but the sandbox holds no usable CUDA device: set scorer.device=cpu, or see "
+            "result.json's sandbox.device"
+        )
+    originals = [load_net(inputs / original_name(s))[0] for s in range(int(settings.get("originals", 1)))]
+    original = originals[0]  # the one the warm-up, the kit's own run and the price of a retrain use
+    parts = load_parts(inputs / DATA)
+    threads, batch_size = int(spec["threads"]), int(spec["batch_size"])
+    warm(original, parts, batch_size, device)
     stamps["inputs_loaded"] = time.time()
+    closing = tuple(fd for fd in (wake, answer) if fd is not None)
+    run = Run(source, code, spec.get("params") or {}, originals, parts, batch_size, threads, outputs, device)
+    price_of_run = {"kit_run": kit_run_price(run, closing)}
     plan = spec.get("calibration")
-    price = calibrate(original, parts["retain"], int(spec["batch_size"]), plan, device) if plan else {"clock": "cpu", "skipped": True}
-    hand_over(outputs / CALIBRATION_FILE, price, float(spec.get("handshake_seconds", 60)))
+    if plan:  # a price taken by a process forked like the runs, with their threads, before any file is imported
+        status, report = in_own_process(
+            lambda fd: price(original, parts, batch_size, threads, plan, device, fd), outputs / FAILURE, closing
+        )
+        if status != 0:
+            end_like(status)
+        # Written once that process is reaped: the meter starts the charge at the poll that sees this file, and a
+        # process ended but not yet reaped is in no CPU count, so its seconds would land on the submission later.
+        write_json(outputs / CALIBRATION, {**json.loads(report), **price_of_run})
+    else:  # a fixed budget: the scorer still waits for this to know that the kit's own start-up is over
+        write_json(outputs / CALIBRATION, {"clock": "cpu", "skipped": True, **price_of_run})
+    wait_taken([outputs / CALIBRATION], timeout=float(spec.get("handshake_seconds", 60)))  # before any import: polled
     stamps["calibrated"] = time.time()
-    unlearning = load_submission(source, code, spec.get("params"), device)
-    stamps["submission_loaded"] = time.time()
-    write_json(outputs / "ready.json", stamps)
-    runner = Runner(unlearning, source, original, parts, int(spec["batch_size"]), outputs, device)
+    scratch = Scratch(outputs, scratch_dir)
+    scratch.keep(READY, stamps)
     for index, seed in spec["runs"]:
-        runner.run(int(index), int(seed))
+        run_once(run, int(index), int(seed), scratch, (wake, answer), closing)
 
 
-def hand_over(path: Path, price: dict[str, Any], timeout: float) -> None:
-    """Write the price and wait for the scorer to take it: after that nothing here can change it."""
-    write_json(path, price)
-    deadline = time.monotonic() + timeout
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+def kit_run_price(run: Run, closing: tuple[int, ...], repeats: int = 3) -> dict[str, float]:
+    """What a fresh run costs the kit alone, on both clocks: fork, seed, the original moved to the device,
+    loaders, weights out, exit, the leftover checks; measured as the meter measures a run (from the parent's
+    clocks before the fork to after the checks). The least of a few: load only ever adds to it, and the meter
+    credits each run with it, so that starting every run fresh costs a submission next to nothing."""
+    weights = run.outputs / ".kit-run.pt"
+    least = {"cpu": float("inf"), "wall": float("inf")}
+    for _ in range(repeats):
+        before = clocks()
+        status, _ = in_own_process(lambda fd: run.kit_part(weights, fd), run.outputs / FAILURE, closing)
+        if status != 0:
+            end_like(status)
+        check_leftovers(0, leftover_processes)
+        after = clocks()
+        least = {
+            "cpu": min(least["cpu"], after["cpu"] - before["cpu"]),
+            "wall": min(least["wall"], after["monotonic"] - before["monotonic"]),
+        }
+    weights.unlink(missing_ok=True)
+    return least
+
+
+def price(
+    original: Any,
+    parts: dict[str, Any],
+    batch_size: int,
+    threads: int,
+    plan: dict[str, Any],
+    device: str,
+    report_fd: int,
+) -> None:
+    """The calibration's process: the price of a retrain, before any participant code exists in this sandbox."""
+    import torch
+
+    from challenge.scoring.calibration import calibrate
+
+    torch.set_num_threads(threads)
+    os.write(report_fd, json.dumps(calibrate(original, parts["retain"], batch_size, plan, device)).encode())
+
+
+def run_once(
+    run: Run, index: int, seed: int, scratch: Scratch, bell: tuple[int | None, int | None], closing: tuple[int, ...]
+) -> None:
+    """Fork run `index`, reap it, mark its end, and wait until the scorer has taken its files."""
+    name = run_name(index)
+    write_json(run.outputs / f"{name}{START}", {"seed": seed, **clocks()})  # the scorer charges the run from here
+    t0 = time.perf_counter()
+    status, report = in_own_process(lambda fd: run(index, seed, fd), run.outputs / FAILURE, closing)
+    seconds = time.perf_counter() - t0
+    times = _times(report)
+    if status != 0 or times is None:
+        end_like(status)  # a rejection (failure.json), a crash, or an exit before the run's end: the scorer judges it
+    try:
+        check_leftovers(index, leftover_processes)
+    except Rejected as r:
+        report_rejection(r, run.outputs / FAILURE)
+        exit_now(1)
+    write_json(run.outputs / f"{name}{RECORD}", {"index": index, "seed": seed, "seconds": seconds, **times})
+    write_json(run.outputs / f"{name}{END}", clocks())  # ... to here
+    wake, answer = bell
+    if wake is not None:
+        os.write(wake, b".")
+    wait_taken([run.outputs / f"{name}{ext}" for ext in (WEIGHTS, RECORD)], answer)
+    scratch.empty()
+
+
+def _times(report: bytes) -> dict[str, float] | None:
+    """The run's own account of its phases (for the overhead figures only), None if it never got to the end."""
+    try:
+        raw = json.loads(report)
+        return {k: float(raw[k]) for k in ("import_seconds", "unlearning_seconds", "save_seconds")}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    inputs, outputs = (Path(a) for a in (argv or sys.argv[1:]))
+    args = argv or sys.argv[1:]
+    inputs, outputs, scratch = (Path(a) for a in args[:3])
+    wake, answer = (int(a) for a in args[3:5]) if len(args) >= 5 else (None, None)
     try:
-        ingest(inputs, outputs)
+        ingest(inputs, outputs, scratch, wake, answer)
     except Rejected as r:
-        if r.tb:
-            print(r.tb, file=sys.stderr)
-        print(f"rejected ({r.status}): {r.message}", file=sys.stderr)
-        write_json(outputs / "failure.json", {"status": r.status, "message": r.message, "traceback": r.tb})
+        report_rejection(r, outputs / FAILURE)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Every output is already written and closed; tearing down an interpreter that holds torch costs
-    # about a CPU second here, which the meter would charge to the participant.
-    os._exit(code)
+    exit_now(main())

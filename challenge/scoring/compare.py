@@ -19,7 +19,6 @@ of T teams then costs T interval computations, not 2(T - 1) more.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from challenge.scoring.metric import (
     replicate_scores,
     shifted_interval,
 )
+from challenge.scoring.result import Result
 
 CONFIDENCES_FILE = "forget_confidences.npz"
 
@@ -64,16 +64,19 @@ def draw_key(seed: int, n_bootstrap: int, delta: float = DELTA, thresholds: str 
 
 def write_confidences(path: Path, c: Confidences) -> None:
     """float64 arrays and strings: readable without pickle."""
-    arrays = {"unlearned": np.asarray(c.unlearned, np.float64), "retrained": np.asarray(c.retrained, np.float64),
-              "pool_fingerprint": np.array(c.pool_fingerprint)}
+    arrays = {
+        "unlearned": np.asarray(c.unlearned, np.float64),
+        "retrained": np.asarray(c.retrained, np.float64),
+        "pool_fingerprint": np.array(c.pool_fingerprint),
+    }
     if c.replicates is not None:
         arrays |= {"replicates": np.asarray(c.replicates, np.float64), "draw": np.array(c.draw)}
     write_with(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def read_confidences(path: Path) -> Confidences:
-    """The kept confidences, or ChallengeError naming the file and the fix; files kept before the
-    replicates were have none, and their comparisons compute them."""
+    """The kept confidences, or ChallengeError naming the file and the fix; a result scored with
+    n_bootstrap=0 kept no replicates, and its comparisons compute them."""
     try:
         with np.load(path, allow_pickle=False) as z:
             reps = (z["replicates"], str(z["draw"])) if "replicates" in z.files else (None, "")
@@ -104,9 +107,17 @@ class Comparison:
 
 
 def compare_forgetting(
-    unlearned_a: Any, unlearned_b: Any, retrained: Any, *, n_bootstrap: int = 1000, ci_level: float = 0.95,
-    seed: int = 0, delta: float = DELTA, thresholds: str = "grid",
-    replicates_a: np.ndarray | None = None, replicates_b: np.ndarray | None = None,
+    unlearned_a: Any,
+    unlearned_b: Any,
+    retrained: Any,
+    *,
+    n_bootstrap: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+    delta: float = DELTA,
+    thresholds: str = "grid",
+    replicates_a: np.ndarray | None = None,
+    replicates_b: np.ndarray | None = None,
 ) -> Comparison:
     """Paired bootstrap of F_A - F_B; both sides were scored against the same retrained models.
 
@@ -123,8 +134,10 @@ def compare_forgetting(
         raise ValueError(f"both sides need the same [models, examples] shape; got {ua.shape} and {ub.shape}")
     draws = Resamples.seeded(seed, *r.shape, int(n_bootstrap))
     fa, fb = (forget_score(_epsilons(u, r, delta, thresholds), r.shape[0]) for u in (ua, ub))
-    reps = [given if given is not None else replicate_scores(u, r, draws, delta, thresholds)
-            for u, given in ((ua, replicates_a), (ub, replicates_b))]
+    reps = [
+        given if given is not None else replicate_scores(u, r, draws, delta, thresholds)
+        for u, given in ((ua, replicates_a), (ub, replicates_b))
+    ]
     if any(len(x) != n_bootstrap for x in reps):
         raise ValueError(f"replicates must have n_bootstrap ({n_bootstrap}) entries; got {[len(x) for x in reps]}")
     d = reps[0] - reps[1]
@@ -137,42 +150,52 @@ def compare_forgetting(
 def compare_kept(a: Confidences, b: Confidences, n_bootstrap: int = 1000, seed: int = 0) -> Comparison:
     """The comparison of two kept confidences, or ChallengeError when they are not on one footing."""
     if a.pool_fingerprint != b.pool_fingerprint:
-        raise ChallengeError(f"the results were scored on different pools ({a.pool_fingerprint} and {b.pool_fingerprint}): "
-                             "a paired comparison needs both scored on the same pool")
+        raise ChallengeError(
+            f"the results were scored on different pools ({a.pool_fingerprint} and {b.pool_fingerprint}): "
+            "a paired comparison needs both scored on the same pool"
+        )
     if a.retrained.shape != b.retrained.shape or not np.array_equal(a.retrained, b.retrained):
-        raise ChallengeError(f"the results were scored against different retrained models ({a.retrained.shape[0]} and "
-                             f"{b.retrained.shape[0]} of pool {a.pool_fingerprint}): score both with the same scorer.n_runs")
+        raise ChallengeError(
+            f"the results were scored against different retrained models ({a.retrained.shape[0]} and "
+            f"{b.retrained.shape[0]} of pool {a.pool_fingerprint}): score both with the same scorer.n_runs"
+        )
     key = draw_key(seed, n_bootstrap)
     kept = [c.replicates if c.replicates is not None and c.draw == key else None for c in (a, b)]
-    return compare_forgetting(a.unlearned, b.unlearned, a.retrained, n_bootstrap=n_bootstrap, seed=seed,
-                              replicates_a=kept[0], replicates_b=kept[1])
+    return compare_forgetting(
+        a.unlearned,
+        b.unlearned,
+        a.retrained,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        replicates_a=kept[0],
+        replicates_b=kept[1],
+    )
 
 
 # -- result files --------------------------------------------------------------------------------
-def kept_path(result_path: Path, result: dict[str, Any]) -> Path | None:
-    """Where a result's kept confidences are (beside its result.json), or None if it names none."""
-    name = result.get("forget_confidences")
-    return result_path.parent / name if isinstance(name, str) and name else None
-
-
-def load_scored(result_path: Path) -> tuple[dict[str, Any], Confidences]:
+def load_scored(result_path: Path) -> tuple[Result, Confidences]:
     """A scored result.json and its kept confidences, or ChallengeError naming the problem and the fix."""
-    try:
-        result = json.loads(result_path.read_text())
-    except FileNotFoundError:
-        raise ChallengeError(f"no result at {result_path}: give the result.json that `challenge score` wrote in its run folder") from None
-    except (OSError, ValueError) as e:
-        raise ChallengeError(f"cannot read {result_path} ({e}): give the result.json that `challenge score` wrote") from None
-    status = result.get("status") if isinstance(result, dict) else None
-    if status != "scored":
-        raise ChallengeError(f"{result_path} is not a scored result (status {status}): only a scored submission has an F to compare; fix it and score it again")
-    path = kept_path(result_path, result)
-    if path is None or not path.is_file():
-        raise ChallengeError(f"{result_path} has no {CONFIDENCES_FILE} beside it (scored by an older kit, or the file was moved): "
-                             "score the submission again, and keep the two files together")
+    if not result_path.is_file():
+        raise ChallengeError(
+            f"no result at {result_path}: give the result.json that `challenge score` wrote in its run folder"
+        )
+    result = Result.read(result_path)
+    if not result.scored:
+        raise ChallengeError(
+            f"{result_path} is not a scored result (status {result.status}): "
+            "only a scored submission has an F to compare; fix it and score it again"
+        )
+    path = result_path.parent / (result.forget_confidences or CONFIDENCES_FILE)
+    if not result.forget_confidences or not path.is_file():
+        raise ChallengeError(
+            f"{result_path} has no {CONFIDENCES_FILE} beside it (the file was moved): "
+            "score the submission again, and keep the two files together"
+        )
     kept = read_confidences(path)
-    fingerprint = (result.get("pool") or {}).get("fingerprint")
+    fingerprint = result.pool.fingerprint
     if kept.pool_fingerprint != fingerprint:
-        raise ChallengeError(f"{path} is from pool {kept.pool_fingerprint} but {result_path} from pool {fingerprint}: "
-                             "they are not one result's files; score the submission again")
+        raise ChallengeError(
+            f"{path} is from pool {kept.pool_fingerprint} but {result_path} from pool {fingerprint}: "
+            "they are not one result's files; score the submission again"
+        )
     return result, kept

@@ -31,8 +31,15 @@ class GpuFacts:
 
     nodes: tuple[str, ...]  # /dev/nvidia* (nvidiactl, nvidia-uvm, nvidia0, ..., nvidia-caps): bound as devices
     libraries: tuple[str, ...]  # folders of the driver libraries loaded here that the system binds do not cover
-    read_only: tuple[str, ...]  # what the driver, NVML and CUDA read: /proc/driver/nvidia, /sys/module/nvidia, the CPU and NUMA topology, the GPUs' PCI folders
-    links: tuple[tuple[str, str], ...] = ()  # (target, link): /sys/bus/pci/devices/<bus id> -> its folder under /sys/devices
+    read_only: tuple[
+        str, ...
+        # what the driver, NVML and CUDA read: /proc/driver/nvidia, /sys/module/nvidia, the CPU and NUMA topology, the
+        # GPUs'
+        # PCI folders
+    ]
+    links: tuple[
+        tuple[str, str], ...
+    ] = ()  # (target, link): /sys/bus/pci/devices/<bus id> -> its folder under /sys/devices
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,20 @@ class Gpu:
     facts: GpuFacts
 
     def line(self, bound: bool) -> str:
-        """The sandbox's device line (result.json's `sandbox.device`); `bound`: under bubblewrap, else a plain process."""
-        head = f"cuda: GPU {self.visible} ({self.name}) as the child's only CUDA device (CUDA_VISIBLE_DEVICES={self.visible}); "
+        """The sandbox's device line (result.json's `sandbox.device`); `bound`: under bubblewrap, else plain."""
+        head = (
+            f"cuda: GPU {self.visible} ({self.name}) as the child's only CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={self.visible}); "
+        )
         if not bound:
             return head + "a plain process: every GPU of the machine is reachable; GPU memory is not capped"
         gpus = sum(1 for n in self.facts.nodes if Path(n).name.removeprefix("nvidia").isdigit())
-        return (head + f"bound: {', '.join(self.facts.nodes) or 'no device node'}; the device nodes of all {gpus} GPU(s) are bound, so code that "
-                "resets CUDA_VISIBLE_DEVICES can reach the others; GPU memory is not capped")
+        return (
+            head
+            + f"bound: {', '.join(self.facts.nodes) or 'no device node'}; the device nodes of all {gpus} GPU(s) are "
+            "bound, so code that "
+            "resets CUDA_VISIBLE_DEVICES can reach the others; GPU memory is not capped"
+        )
 
 
 CPU_LINE = "cpu: no GPU is passed in (no /dev/nvidia* bound, CUDA_VISIBLE_DEVICES empty)"
@@ -61,7 +75,10 @@ def resolve_device(choice: str, key: str = "scorer.device", shown: str | None = 
     naming `key` (`device` when challenge.checks checks the config's own setting, `shown` its value there)."""
     if choice not in DEVICES:
         fix = "cpu" if key == "scorer.device" else f"{key}=cpu"
-        raise ChallengeError(f"{key}={shown or repr(choice)} is not one of {', '.join(DEVICES)}: set {key}=auto (CUDA when present) or {fix}")
+        raise ChallengeError(
+            f"{key}={shown or repr(choice)} is not one of {', '.join(DEVICES)}: set {key}=auto (CUDA when present) or "
+            f"{fix}"
+        )
     if choice == "cpu":
         return "cpu"
     import torch
@@ -70,7 +87,9 @@ def resolve_device(choice: str, key: str = "scorer.device", shown: str | None = 
         return "cuda"
     if choice == "auto":
         return "cpu"
-    raise ChallengeError(f"{key}=cuda but torch finds no CUDA device on this machine: set {key}=auto (CUDA when present) or {key}=cpu")
+    raise ChallengeError(
+        f"{key}=cuda but torch finds no CUDA device on this machine: set {key}=auto (CUDA when present) or {key}=cpu"
+    )
 
 
 def assigned() -> str:
@@ -87,8 +106,12 @@ def gpu_for(device: str) -> Gpu | None:
     return Gpu(assigned(), torch.cuda.get_device_name(0), discover())
 
 
-def discover(dev: Path = Path("/dev"), maps: Path = Path("/proc/self/maps"), proc: Path = Path("/proc/driver/nvidia"),
-             sys_root: Path = Path("/sys")) -> GpuFacts:
+def discover(
+    dev: Path = Path("/dev"),
+    maps: Path = Path("/proc/self/maps"),
+    proc: Path = Path("/proc/driver/nvidia"),
+    sys_root: Path = Path("/sys"),
+) -> GpuFacts:
     """The NVIDIA device nodes, the driver libraries this process has loaded (it loads them first) and the
     driver's /proc and /sys folders. The arguments are for tests; the defaults are this machine."""
     for name in _PROBED:
@@ -97,7 +120,8 @@ def discover(dev: Path = Path("/dev"), maps: Path = Path("/proc/self/maps"), pro
         except OSError:
             continue
     nodes = tuple(sorted(str(p) for p in dev.glob("nvidia*")))
-    # The CUDA runtime reads the CPUs and NUMA nodes it may pin to (/sys/devices/system/cpu/online, ...): topology, nothing secret.
+    # The CUDA runtime reads the CPUs and NUMA nodes it may pin to (/sys/devices/system/cpu/online, ...): topology,
+    # nothing secret.
     system = [sys_root / "devices" / "system" / name for name in ("cpu", "node")]
     read_only = [str(p) for p in (proc, sys_root / "module" / "nvidia", *system) if p.exists()]
     links = []
@@ -118,7 +142,11 @@ def loaded_library_dirs(maps: Path) -> tuple[str, ...]:
     dirs: list[str] = []
     for line in lines:
         path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
-        if path.startswith("/") and Path(path).name.startswith(_DRIVER_LIBRARIES) and str(Path(path).parent) not in dirs:
+        if (
+            path.startswith("/")
+            and Path(path).name.startswith(_DRIVER_LIBRARIES)
+            and str(Path(path).parent) not in dirs
+        ):
             dirs.append(str(Path(path).parent))
     return tuple(dirs)
 

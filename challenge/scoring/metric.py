@@ -10,7 +10,7 @@ inputs are validated (at least 3 models, equal model counts, finite values).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -28,9 +28,24 @@ from challenge.scoring.epsilon import (
     per_example_epsilon,
 )
 
-__all__ = ["CI_METHOD", "DELTA", "EPSILON_CAP", "THRESHOLD_MODES", "ForgettingResult", "Resamples", "cross_entropy_losses", "evaluate_forgetting", "final_score",
-           "forget_score", "logit_scaled_confidence", "membership_inference_audit", "per_example_epsilon",
-           "replicate_scores", "shifted_interval"]
+__all__ = [
+    "CI_METHOD",
+    "DELTA",
+    "EPSILON_CAP",
+    "THRESHOLD_MODES",
+    "ForgettingResult",
+    "Resamples",
+    "cross_entropy_losses",
+    "evaluate_forgetting",
+    "final_score",
+    "forget_score",
+    "logit_scaled_confidence",
+    "membership_inference_audit",
+    "per_example_epsilon",
+    "replicate_means",
+    "replicate_scores",
+    "shifted_interval",
+]
 
 
 # --------------------------------------------------------------------------- confidences
@@ -43,11 +58,15 @@ def _logits_and_targets(logits: Any, targets: Any) -> tuple[np.ndarray, np.ndarr
     if z.ndim != 2:
         raise ValueError(f"logits must be a 2-D array [examples, classes]; got {z.ndim}-D with shape {z.shape}")
     if y.ndim != 1 or len(y) != len(z):
-        raise ValueError(f"targets must be a 1-D array with one label per row of logits ({len(z)}); got shape {y.shape}")
+        raise ValueError(
+            f"targets must be a 1-D array with one label per row of logits ({len(z)}); got shape {y.shape}"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"targets must be integer class labels; got dtype {y.dtype}")
     if len(y) and (y.min() < 0 or y.max() >= z.shape[1]):
-        raise ValueError(f"targets must lie in [0, {z.shape[1] - 1}] for {z.shape[1]} classes; got {y.min()}..{y.max()}")
+        raise ValueError(
+            f"targets must lie in [0, {z.shape[1] - 1}] for {z.shape[1]} classes; got {y.min()}..{y.max()}"
+        )
     if not np.isfinite(z).all():
         raise ValueError(f"logits contain {np.count_nonzero(~np.isfinite(z))} NaN or infinite values")
     return z, y.astype(np.intp)
@@ -108,7 +127,10 @@ def _points(eps: np.ndarray, n_models: int) -> np.ndarray:
 
 def final_score(forget_quality: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
     """F x (RA_u / RA_r) x (TA_u / TA_r): forgetting only counts if utility is kept."""
-    for name, value in (("retain accuracy of the retrained models", ra_r), ("test accuracy of the retrained models", ta_r)):
+    for name, value in (
+        ("retain accuracy of the retrained models", ra_r),
+        ("test accuracy of the retrained models", ta_r),
+    ):
         if not value > 0:
             raise ValueError(f"{name} must be positive to normalise by; got {value}")
     return float(forget_quality * (ra_u / ra_r) * (ta_u / ta_r))
@@ -188,32 +210,65 @@ class Resamples:
     def seeded(cls, seed: int, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
         """The draws of F's interval for this seed: the same for every result of that shape."""
         rng = np.random.default_rng(seed)
-        models = lambda: rng.integers(0, n_models, (n_bootstrap, n_models))
+
+        def models() -> np.ndarray:
+            return rng.integers(0, n_models, (n_bootstrap, n_models))
+
         return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
 
 
-def replicate_scores(unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str) -> np.ndarray:
-    """F of every replicate, [B], from as few epsilon computations as the draws allow.
+PerExample = Callable[[np.ndarray, np.ndarray], np.ndarray]  # [N, C] unlearned, retrained -> [S, C] statistics
 
-    An example's epsilon depends only on its own column, so each replicate's distinct examples,
-    with that replicate's models, become columns of one wide [N, C] problem that ``_epsilons``
-    solves in chunks; an example drawn m times counts m times. Drawing examples with replacement
-    leaves about 63% of them distinct, so a replicate costs less than one full F.
+
+def replicate_means(
+    unlearned: np.ndarray,
+    retrained: np.ndarray,
+    draws: Resamples,
+    per_example: PerExample,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each replicate's mean over its drawn examples of S per-example statistics: [B, S], or [B, S, G] means
+    within each of G groups of examples (``groups``: an int label per example; NaN for a group left undrawn).
+
+    A per-example statistic depends only on its own column, so each replicate's distinct examples, with
+    that replicate's models, become columns of one wide [N, C] problem that ``per_example`` solves in
+    chunks; an example drawn m times counts m times. About 63% of the drawn examples are distinct, so a
+    replicate costs less than one full pass. F's interval and the attacks' (challenge.scoring.attacks) use it.
     """
     n, k = unlearned.shape
     n_bootstrap = len(draws.examples)
     ids, counts = np.unique(draws.examples + k * np.arange(n_bootstrap)[:, None], return_counts=True)
     rep, col = np.divmod(ids, k)
-    points = np.empty(len(ids))
-    step = max(1, _VALUES_PER_CHUNK // n)
+    chunks, step = [], max(1, _VALUES_PER_CHUNK // n)
     for s in range(0, len(ids), step):
         b, c = rep[s : s + step], col[s : s + step]
-        u, r = unlearned[draws.unlearned[b].T, c], retrained[draws.retrained[b].T, c]
-        points[s : s + step] = _points(_epsilons(u, r, delta, thresholds), n)
-    return np.bincount(rep, weights=points * counts, minlength=n_bootstrap) / k
+        chunks.append(
+            np.atleast_2d(per_example(unlearned[draws.unlearned[b].T, c], retrained[draws.retrained[b].T, c]))
+        )
+    values = np.concatenate(chunks, axis=1)
+    if groups is None:
+        return np.stack([np.bincount(rep, weights=v * counts, minlength=n_bootstrap) / k for v in values], axis=1)
+    n_groups = int(groups.max()) + 1
+    cell = rep * n_groups + groups[col]
+    sizes = np.bincount(cell, weights=counts, minlength=n_bootstrap * n_groups)
+    with np.errstate(invalid="ignore"):
+        means = [np.bincount(cell, weights=v * counts, minlength=len(sizes)) / sizes for v in values]
+    return np.stack(means, axis=1).reshape(n_bootstrap, len(values), n_groups)
 
 
-def shifted_interval(scores: np.ndarray, centre: float, ci_level: float, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+def replicate_scores(
+    unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str
+) -> np.ndarray:
+    """F of every replicate, [B]: the mean of each drawn example's points (``replicate_means``)."""
+    n = unlearned.shape[0]
+    return replicate_means(unlearned, retrained, draws, lambda u, r: _points(_epsilons(u, r, delta, thresholds), n))[
+        :, 0
+    ]
+
+
+def shifted_interval(
+    scores: np.ndarray, centre: float, ci_level: float, bounds: tuple[float, float] = (0.0, 1.0)
+) -> tuple[float, float]:
     """Percentile interval of the replicates, moved so that their median sits on ``centre``."""
     alpha = (1.0 - ci_level) / 2.0
     low, high = np.quantile(scores, [alpha, 1.0 - alpha]) + (centre - np.median(scores))
@@ -221,8 +276,14 @@ def shifted_interval(scores: np.ndarray, centre: float, ci_level: float, bounds:
 
 
 def _bootstrap_ci(
-    unlearned: np.ndarray, retrained: np.ndarray, forget_quality: float, delta: float, thresholds: str,
-    n_bootstrap: int, ci_level: float, seed: int,
+    unlearned: np.ndarray,
+    retrained: np.ndarray,
+    forget_quality: float,
+    delta: float,
+    thresholds: str,
+    n_bootstrap: int,
+    ci_level: float,
+    seed: int,
 ) -> tuple[tuple[float, float], np.ndarray]:
     """Interval for F from replicates that resample the unlearned models, the retrained models
     and the forget examples, each with replacement (CI_METHOD).
@@ -237,7 +298,9 @@ def _bootstrap_ci(
     checks that it covers the expected F of known distributions in at least 90% of trials (95.5%
     and 94% in 200), where the models-only interval covers 91% and 78%.
     """
-    reps = replicate_scores(unlearned, retrained, Resamples.seeded(seed, *unlearned.shape, n_bootstrap), delta, thresholds)
+    reps = replicate_scores(
+        unlearned, retrained, Resamples.seeded(seed, *unlearned.shape, n_bootstrap), delta, thresholds
+    )
     return shifted_interval(reps, forget_quality, ci_level), reps
 
 
@@ -259,7 +322,7 @@ def evaluate_forgetting(
 
     Confidences are [N models, K forget examples] (see ``logit_scaled_confidence``); accuracies
     are per-model arrays whose means enter the score. Each bootstrap replicate costs about 0.6 of
-    a full epsilon computation (its distinct examples; 0.3 s for N = 512, K = 1,000 on 2 cores); pass
+    a full epsilon computation (its distinct examples; 0.14 CPU s for N = 512, K = 1,000); pass
     ``n_bootstrap=0`` to skip it.
     """
     _check_options(delta, thresholds)
@@ -281,7 +344,9 @@ def evaluate_forgetting(
     eps.setflags(write=False)
     f = forget_score(eps, u.shape[0])
     total = final_score(f, *accs.values())
-    ci, reps = _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed) if n_bootstrap else (None, None)
+    ci, reps = (
+        _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed) if n_bootstrap else (None, None)
+    )
     return ForgettingResult(
         forget_quality=f,
         final_score=total,

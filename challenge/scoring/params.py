@@ -43,7 +43,11 @@ def declared(source: str | bytes, name: str = "PARAMS") -> dict[str, Any] | None
         return None
     found = None
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        )
         if isinstance(target, ast.Name) and target.id == name and node.value is not None:
             try:
                 found = ast.literal_eval(node.value)
@@ -66,8 +70,10 @@ def resolve(submission: Path, overrides: Mapping[str, Any] | None, params_file: 
     defaults = declared(submission.read_bytes())
     asked = ", ".join(f"params.{k}" for k in [*from_file, *overrides])
     if defaults is None:
-        raise ChallengeError(f"{submission.name} declares no PARAMS dict, so {asked} cannot be set: "
-                             'add a module-level PARAMS = {"name": value, ...} and read PARAMS["name"] in unlearning()')
+        raise ChallengeError(
+            f"{submission.name} declares no PARAMS dict, so {asked} cannot be set: "
+            'add a module-level PARAMS = {"name": value, ...} and read PARAMS["name"] in unlearning()'
+        )
     values = dict(defaults)
     for source, given in ((f"params_file {params_file}", from_file), ("+params", overrides)):
         for key, value in given.items():
@@ -96,7 +102,10 @@ def coerce(key: str, value: Any, default: Any) -> Any:
     else:
         ok = isinstance(value, kind)
     if not ok:
-        raise ChallengeError(f"params.{key}={value!r} is {_a(type(value))}, but the file's value {default!r} is {_a(kind)}: give {_a(kind)}")
+        raise ChallengeError(
+            f"params.{key}={value!r} is {_a(type(value))}, but the file's value {default!r} is {_a(kind)}: give "
+            f"{_a(kind)}"
+        )
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -111,7 +120,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=True)
     if not isinstance(value, _LITERALS):
-        raise ChallengeError(f"a parameter value must be a number, a bool, a string or a list, not {_a(type(value))} ({value!r})")
+        raise ChallengeError(
+            f"a parameter value must be a number, a bool, a string or a list, not {_a(type(value))} ({value!r})"
+        )
     return value
 
 
@@ -120,12 +131,18 @@ def read_params_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ChallengeError(f"no params file at {path}: give the best.json that `challenge tune` wrote, or a JSON object of name: value") from None
+        raise ChallengeError(
+            f"no params file at {path}: give the best.json that `challenge tune` wrote, or a JSON object of name: value"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ChallengeError(f"params file {path} is not readable JSON ({type(e).__name__}: {e}): give a JSON object of name: value") from None
+        raise ChallengeError(
+            f"params file {path} is not readable JSON ({type(e).__name__}: {e}): give a JSON object of name: value"
+        ) from None
     params = data.get("params") if isinstance(data, dict) and isinstance(data.get("params"), dict) else data
     if not isinstance(params, dict) or not params:
-        raise ChallengeError(f"params file {path} holds no parameters: give a JSON object of name: value, or tune's best.json")
+        raise ChallengeError(
+            f"params file {path} holds no parameters: give a JSON object of name: value, or tune's best.json"
+        )
     return params
 
 
@@ -133,12 +150,20 @@ def search_space(source: str | bytes, path: Path) -> dict[str, str]:
     """The file's SEARCH, checked against its PARAMS: name -> Optuna-sweeper expression."""
     params, space = declared(source), declared(source, "SEARCH")
     if params is None or space is None:
-        raise ChallengeError(f"{path.name} needs module-level PARAMS and SEARCH dicts to be tuned: "
-                             'e.g. PARAMS = {"lr": 0.01} and SEARCH = {"lr": "tag(log, interval(0.001, 0.1))"}')
+        raise ChallengeError(
+            f"{path.name} needs module-level PARAMS and SEARCH dicts to be tuned: "
+            'e.g. PARAMS = {"lr": 0.01} and SEARCH = {"lr": "tag(log, interval(0.001, 0.1))"}'
+        )
     unknown = sorted(set(space) - set(params))
     if unknown:
-        raise ChallengeError(f"SEARCH in {path.name} names {', '.join(unknown)}, which PARAMS does not declare: it declares {', '.join(sorted(params))}")
+        raise ChallengeError(
+            f"SEARCH in {path.name} names {', '.join(unknown)}, which PARAMS does not declare: it declares "
+            f"{', '.join(sorted(params))}"
+        )
     bad = [k for k, v in space.items() if not isinstance(v, str)]
     if bad or not space:
-        raise ChallengeError(f"SEARCH in {path.name} must map parameter names to sweeper expressions such as \"interval(0.1, 1.0)\" (not {bad or 'nothing'})")
+        raise ChallengeError(
+            f'SEARCH in {path.name} must map parameter names to sweeper expressions such as "interval(0.1, 1.0)" (not '
+            f"{bad or 'nothing'})"
+        )
     return space

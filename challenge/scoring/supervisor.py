@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from challenge.files import write_json
-from challenge.scoring.budget import Meter
+from challenge.scoring.meter import Meter
 from challenge.scoring.processes import ProcessTree
+from challenge.scoring.protocol import RECORD, WEIGHTS, run_name
 from challenge.scoring.sandbox import Outcome, Sandbox
 from challenge.scoring.settings import Settings
 
@@ -43,16 +45,75 @@ class Ledger:
         return cls(**raw)
 
 
-def supervise(box: Sandbox, todo: list[int], settings: Settings, logs: dict[str, Path], charged_before: float = 0.0,
-              on_run: Callable[[int, dict[str, Any]], None] | None = None) -> tuple[Outcome, Ledger]:
-    """Run `python -m challenge.scoring.child inputs outputs` in `box`; charge it as it goes."""
-    meter = Meter(box.outputs, todo, settings, charged_before, on_run=on_run)
-    argv = [sys.executable, "-m", "challenge.scoring.child", box.inside(box.inputs), box.inside(box.outputs)]
-    outcome = box.run(argv, logs["stdout"], logs["stderr"], CpuBackstop(meter, settings), outputs_mb=outputs_allowance(box, todo, settings))
+def supervise(
+    box: Sandbox,
+    todo: list[int],
+    settings: Settings,
+    logs: dict[str, Path],
+    keep: Path,
+    charged_before: float = 0.0,
+    on_run: Callable[[int, dict[str, Any]], None] | None = None,
+) -> tuple[Outcome, Ledger]:
+    """Run `python -m challenge.scoring.child inputs outputs scratch` in `box`; charge it as it goes.
+
+    Each run's files are moved to `keep` (out of the sandbox) as soon as the meter has seen the run's end:
+    the child forks the next run only after that, so no run can read another's weights."""
+    keep.mkdir(parents=True, exist_ok=True)
+
+    def ended(index: int, record: dict[str, Any]) -> None:
+        take(box.outputs, keep, index)
+        os.write(taken, b".")  # the child may fork the next run
+        if on_run:
+            on_run(index, record)
+
+    meter = Meter(box.outputs, todo, settings, charged_before, on_run=ended)
+    wake, bell = os.pipe()  # the child rings when a run has ended: its files are taken at once, not at the next poll
+    answer, taken = os.pipe()  # ... and waits, using no CPU, until they have been
+    argv = [
+        sys.executable,
+        "-m",
+        "challenge.scoring.child",
+        *(box.inside(d) for d in (box.inputs, box.outputs, box.scratch)),
+        str(bell),
+        str(answer),
+    ]
+    try:
+        outcome = box.run(
+            argv,
+            logs["stdout"],
+            logs["stderr"],
+            CpuBackstop(meter, settings),
+            outputs_mb=outputs_allowance(box, todo, settings),
+            pass_fds=(bell, answer),
+            wake_fd=wake,
+        )
+    finally:
+        for fd in (wake, bell, answer, taken):
+            os.close(fd)
     meter.settle()
-    ledger = Ledger(outcome=asdict(outcome), calibration=meter.calibration, runs=meter.records,
-                    outside_budgets=meter.outside_budgets(), imported=meter.cpu_at_import is not None)
+    ledger = Ledger(
+        outcome=asdict(outcome),
+        calibration=meter.calibration,
+        runs=meter.records,
+        outside_budgets=meter.outside_budgets(),
+        imported=meter.cpu_at_import is not None,
+    )
     return outcome, ledger
+
+
+def take(outputs: Path, keep: Path, index: int) -> None:
+    """A run's weights and record out of the child's reach (regular files only: anything else is dropped)."""
+    for ext in (WEIGHTS, RECORD):
+        path = outputs / f"{run_name(index)}{ext}"
+        try:
+            if path.is_file() and not path.is_symlink():
+                shutil.move(path, keep / path.name)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def outputs_allowance(box: Sandbox, todo: list[int], settings: Settings) -> int | None:
@@ -89,13 +150,24 @@ class CpuBackstop:
         s = self.s
         if self.meter.budget.clock == "cpu":
             return 2 * (s.n_runs + s.budget_cap) * per_run
-        return 2 * (os.cpu_count() or 1) * (s.n_runs * s.budget_cap * s.wall_slack * per_run + (s.n_runs + 1) * s.startup_seconds)
+        return (
+            2
+            * (os.cpu_count() or 1)
+            * (s.n_runs * s.budget_cap * s.wall_slack * per_run + (s.n_runs + 1) * s.startup_seconds)
+        )
 
 
-def spec_plan(settings: Settings, todo: list[int], submission: str, calibration: dict[str, Any] | None) -> dict[str, Any]:
+def spec_plan(
+    settings: Settings, todo: list[int], submission: str, calibration: dict[str, Any] | None
+) -> dict[str, Any]:
     """The child's spec.json: which runs with which seeds, the loaders' batch size, threads, how to price a retrain."""
-    plan = {"submission": submission, "runs": [[i, settings.seed(i)] for i in todo], "batch_size": settings.batch_size,
-            "threads": settings.threads, "settings": settings.to_dict()}
+    plan = {
+        "submission": submission,
+        "runs": [[i, settings.seed(i)] for i in todo],
+        "batch_size": settings.batch_size,
+        "threads": settings.threads,
+        "settings": settings.to_dict(),
+    }
     if settings.budget_seconds is None and calibration is not None:
         plan["calibration"] = calibration
     return plan

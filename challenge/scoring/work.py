@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from challenge.files import content_hash, write_json, write_with
-from challenge.scoring.child import run_name
 from challenge.scoring.judge import RunEval, read_record, run_budget
+from challenge.scoring.protocol import RECORD, RUN_TIMES, WEIGHTS, run_index, run_name
+from challenge.scoring.result import SCHEMA_VERSION
 from challenge.scoring.settings import Settings
-
-RUN_TIMES = ("seconds", "reset_seconds", "save_seconds", "check_seconds")  # the child's own account of a run, for overhead figures
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,11 @@ class Work:
 
     runs/ holds what the scorer accepted from the child, ledger/ what the meter charged each run
     (written by the scorer, out of the child's reach), evals/ the judge's evaluation of each run,
-    attempt/ the child's world for the current attempt (rebuilt each time), results/ finished
+    attempt/ the child's world for the current attempt (rebuilt each time) and, in attempt/taken, the
+    runs the supervisor took out of it as they ended, results/ finished
     results per settings. Runs depend only on the submission, the pool, the seeds, the batch sizes,
-    the thread count and the device (a CPU key is the one from before there was a choice), so a later scoring with more runs or another budget reuses them.
+    the thread count and the device (a CPU key is the one from before there was a choice), so a later scoring with more
+    runs or another budget reuses them.
     """
 
     root: Path
@@ -39,8 +40,15 @@ class Work:
     def for_submission(cls, ctx: Any, sha: str, cache_dir: Path, params: dict[str, Any] | None = None) -> "Work":
         """`params`: the PARAMS values that differ from the file's own; none keeps the file's old key."""
         s = ctx.settings
-        inputs = {"pool": ctx.pool.fingerprint, "first_seed": s.first_seed, "batch_size": s.batch_size,
-                  "eval_batch_size": s.eval_batch_size, "threads": s.threads, **({"device": s.device} if s.device != "cpu" else {})}
+        inputs = {
+            "pool": ctx.pool.fingerprint,
+            "first_seed": s.first_seed,
+            "batch_size": s.batch_size,
+            "eval_batch_size": s.eval_batch_size,
+            "threads": s.threads,
+            **({"device": s.device} if s.device != "cpu" else {}),
+            **({"originals": s.originals} if s.originals != 1 else {}),  # runs start from other models
+        }
         key = content_hash({**inputs, "params": params} if params else inputs, 12)
         return cls(cache_dir / "scores" / f"{sha[:16]}-{key}")
 
@@ -57,7 +65,9 @@ class Work:
         return self.root / "attempt"
 
     def result_path(self, settings: Settings) -> Path:
-        return self.root / "results" / f"{content_hash(settings.to_dict(), 12)}.json"
+        """Keyed by the schema too: a result cached in another shape is judged again from the kept runs."""
+        key = settings.to_dict() | {"schema_version": SCHEMA_VERSION}
+        return self.root / "results" / f"{content_hash(key, 12)}.json"
 
     def ledger_path(self, index: int) -> Path:
         return self.root / "ledger" / f"{run_name(index)}.json"
@@ -72,30 +82,38 @@ class Work:
             return None
 
     def has_run(self, index: int) -> bool:
-        return all((self.runs / f"{run_name(index)}{ext}").is_file() for ext in (".pt", ".json"))
+        return all((self.runs / f"{run_name(index)}{ext}").is_file() for ext in (WEIGHTS, RECORD))
 
     def usable(self, index: int, settings: Settings) -> bool:
         """Done, charged, and priced in a way these settings can judge (a fixed budget, or a calibration)."""
         record = self.ledger(index)
         return self.has_run(index) and record is not None and run_budget(record, settings) is not None
 
+    @property
+    def taken(self) -> Path:
+        """Where the supervisor moves each run's files as it ends, out of the child's reach."""
+        return self.attempt / "taken"
+
     def new_attempt(self) -> None:
         """Fresh inputs/outputs/scratch, after keeping what the last child finished."""
         self.salvage()
         shutil.rmtree(self.attempt, ignore_errors=True)
-        for d in ("inputs", "outputs", "scratch"):
+        for d in ("inputs", "outputs", "scratch", "taken"):
             (self.attempt / d).mkdir(parents=True)
 
     def salvage(self) -> None:
-        """Move complete runs out of the child's reach; a symlink or a malformed record is not a run."""
-        outputs = self.attempt / "outputs"
-        if not outputs.is_dir():
+        """Keep the complete runs the supervisor took; a symlink or a malformed record is not a run."""
+        if not self.taken.is_dir():
             return
         self.runs.mkdir(parents=True, exist_ok=True)
-        for record in sorted(outputs.glob("run-[0-9][0-9][0-9][0-9].json")):
-            weights = record.with_suffix(".pt")
-            index = int(record.stem[4:])
-            if not _regular(record) or not _regular(weights) or read_record(record, index, RUN_TIMES) is None:
+        for record in sorted(self.taken.glob(f"run-*{RECORD}")):
+            weights, index = record.with_suffix(WEIGHTS), run_index(record.stem)
+            if (
+                index is None
+                or not _regular(record)
+                or not _regular(weights)
+                or read_record(record, index, RUN_TIMES) is None
+            ):
                 continue
             shutil.move(weights, self.runs / weights.name)
             shutil.move(record, self.runs / record.name)
@@ -112,7 +130,10 @@ def write_eval(path: Path, e: RunEval) -> None:
 def read_eval(path: Path) -> RunEval:
     with np.load(path) as z:
         raw = {k: z[k] for k in z.files}
-    scalars = {k: int(raw[k]) if k in ("index", "seed") else float(raw[k]) for k in ("index", "seed", "retain_acc", "forget_acc", "test_acc")}
-    return RunEval(**scalars, forget_conf=raw["forget_conf"], forget_loss=raw["forget_loss"], test_loss=raw["test_loss"])
-
-
+    scalars = {
+        k: int(raw[k]) if k in ("index", "seed") else float(raw[k])
+        for k in ("index", "seed", "retain_acc", "forget_acc", "test_acc")
+    }
+    arrays = {k: raw[k] for k in ("forget_conf", "forget_loss", "test_loss")}
+    # an evaluation cached before the kit kept test_correct: no per-image figures (the scenario's focus_acc is None)
+    return RunEval(**scalars, **arrays, test_correct=raw.get("test_correct", np.zeros(0, dtype=bool)))

@@ -20,7 +20,7 @@ class AgePredictor(L.LightningModule):
 
     `channels_last` trains in NHWC, which CPU convolutions run faster (test_resnet at 24 px on one
     thread: about 900 -> 1,250 img/s here); the retrain price of the budget is still timed on the
-    net as participants receive it, contiguous (challenge.scoring.budget.calibrate)."""
+    net as participants receive it, contiguous (challenge.scoring.calibration.calibrate)."""
 
     def __init__(
         self,

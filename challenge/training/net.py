@@ -49,7 +49,10 @@ def check_model_name(name: str) -> None:
 def save_net(net: nn.Module, spec: NetSpec, data_config: dict[str, Any], path: Path, **extra: Any) -> None:
     """Atomic write of weights + architecture + data config (+ metrics or provenance in `extra`)."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    write_with(path, lambda tmp: torch.save({"spec": asdict(spec), "data_config": data_config, "state_dict": state, **extra}, tmp))
+    write_with(
+        path,
+        lambda tmp: torch.save({"spec": asdict(spec), "data_config": data_config, "state_dict": state, **extra}, tmp),
+    )
 
 
 def load_net(path: Path) -> tuple[nn.Module, NetSpec, dict[str, Any]]:
@@ -65,7 +68,9 @@ def load_net(path: Path) -> tuple[nn.Module, NetSpec, dict[str, Any]]:
 
 
 @torch.no_grad()
-def predict_logits(net: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    net: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and age-group targets over batches (a DataLoader or challenge.data.resident's), in their
     order, with the net in eval mode on `device`; logits come back on the CPU."""
     logits, targets = [], []
@@ -77,13 +82,17 @@ def predict_logits(net: nn.Module, batches: Iterable[dict[str, torch.Tensor]], d
 
 
 @torch.no_grad()
-def logits_in_batches(net: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+def logits_in_batches(
+    net: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Logits of images in fixed batches (the batch size changes the bits), on the CPU; `device` None:
     where the net is. The layout stays the standard one: NHWC inference is faster on a CPU (1.6x for
     test_resnet here) but changes the last bits of trained nets' logits, so the pool's would move."""
     device = device if device is not None else next(net.parameters()).device
     with evaluating(net, device):
-        return torch.cat([net(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [net(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+        )
 
 
 @contextmanager
@@ -104,4 +113,3 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 def mean_confidence(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean softmax probability of the true group: the memorisation signal unlearning must remove."""
     return float(torch.softmax(logits, 1).gather(1, targets[:, None]).mean())
-

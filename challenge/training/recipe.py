@@ -29,7 +29,9 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False, validate: bool = True) -> tuple[AgePredictor, float]:
+def fit(
+    cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False, validate: bool = True
+) -> tuple[AgePredictor, float]:
     """Train from scratch on one part of the split ('train' for the original, 'retain' for the pool).
 
     The seed fixes both the initialisation and the data order, so each pool member is one sample
@@ -38,7 +40,9 @@ def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False
     L.seed_everything(seed, workers=True, verbose=False)
     dm.setup()
     model: AgePredictor = instantiate(cfg.model, num_classes=dm.num_classes, class_weights=dm.split.class_weights)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, enable_progress_bar=validate and cfg.trainer.get("enable_progress_bar", True))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=logger, enable_progress_bar=validate and cfg.trainer.get("enable_progress_bar", True)
+    )
     device = trainer.strategy.root_device  # resident batches live where the model trains
     start = time.perf_counter()
     trainer.fit(
@@ -49,15 +53,23 @@ def fit(cfg: DictConfig, dm: FaceData, part: str, seed: int, logger: Any = False
     return model, time.perf_counter() - start
 
 
-def evaluate(net: torch.nn.Module, dm: FaceData, parts: tuple[str, ...] = ("retain", "forget", "val", "test"),
-             device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
-    """Accuracy and mean true-class confidence per split part."""
+def evaluate(
+    net: torch.nn.Module,
+    dm: FaceData,
+    parts: tuple[str, ...] = ("retain", "forget", "val", "test", "focus"),
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Accuracy and mean true-class confidence per split part; an empty part (most splits' focus) is left out."""
     out = {}
     for part in parts:
         if len(dm.dataset(part)) == 0:
             continue
         logits, targets = predict_logits(net, dm.batches(part, device=device), device)
-        out[part] = {"acc": accuracy(logits, targets), "confidence": mean_confidence(logits, targets), "n": len(targets)}
+        out[part] = {
+            "acc": accuracy(logits, targets),
+            "confidence": mean_confidence(logits, targets),
+            "n": len(targets),
+        }
     return out
 
 

@@ -1,4 +1,6 @@
-"""Verdict disk: fills /tmp, which is RAM (a tmpfs); stops by itself at 96 MB, above the scorer.scratch_mb=64 the tests set."""
+"""Verdict disk: fills /tmp, which is RAM (a tmpfs); stops by itself at 96 MB, above the scorer.scratch_mb=64 the tests
+set.
+"""
 
 
 def unlearning(net, retain_loader, forget_loader, val_loader):

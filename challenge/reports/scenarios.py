@@ -1,0 +1,100 @@
+"""Methods across forget scenarios: `challenge baseline -m forget=identities,random,class,subgroup`.
+
+Each job of such a multirun scores every baseline on one scenario (its own split, original and pool)
+and leaves its scenario in `leaderboard.json` (`scenario_record`). When the multirun ends, the
+stability callback (challenge.reports.stability) also writes `scenarios.json` in the sweep folder and
+prints one table: per method and scenario, the final score, F and the scenario's own figure
+(result.json's `scenario` headline: the forget set's accuracy, or the focus images', e.g. the
+forgotten class's test images), with the retrained pool's figure beside it in the header, since
+that is what a method should come near.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from challenge.scoring.result import Result
+
+SCENARIOS_FILE = "scenarios.json"
+
+
+def scenario_record(results: dict[str, Result]) -> dict[str, Any] | None:
+    """One baseline run's scenario and each method's headline figure (None for a method not scored)."""
+    known = next((r.scenario for r in results.values() if r.scenario is not None), None)
+    if known is None:
+        return None
+    figure = known.figures[known.headline]
+    methods = {}
+    for name, r in results.items():
+        own = r.scenario.figures.get(known.headline) if r.scenario is not None and r.scored else None
+        methods[name] = own.unlearned if own is not None else None
+    return {
+        "name": known.name,
+        "settings": known.settings,
+        "headline": known.headline,
+        "focus": known.focus,
+        "retrained": figure.retrained,
+        "original": figure.original,
+        "methods": methods,
+    }
+
+
+def scenario_table(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per method, per scenario: final score, F, the headline figure; None unless the runs differ in scenario."""
+    scenarios = [s.get("scenario") for s in splits]
+    if any(sc is None for sc in scenarios) or len({_label(sc) for sc in scenarios}) < 2:
+        return None
+    names = sorted({r["name"] for s in splits for r in s["rows"]})
+    columns = [
+        {k: sc[k] for k in ("name", "settings", "headline", "focus", "retrained", "original")} for sc in scenarios
+    ]
+    by_name = len({sc["name"] for sc in scenarios}) == len(scenarios)  # else the settings tell them apart
+    for column, sc in zip(columns, scenarios):
+        column["label"] = sc["name"] if by_name else _label(sc)
+    methods = []
+    for name in names:
+        cells = []
+        for s, sc in zip(splits, scenarios):
+            row = next((r for r in s["rows"] if r["name"] == name), None) or {}
+            cells.append(
+                {
+                    "final_score": row.get("final_score"),
+                    "forget_quality": row.get("forget_quality"),
+                    sc["headline"]: sc["methods"].get(name),
+                }
+            )
+        methods.append({"name": name, "per_scenario": cells})
+    return {"scenarios": columns, "methods": methods}
+
+
+def format_scenarios(table: dict[str, Any]) -> str:
+    """final / F / figure per scenario; the header says which figure and what the retrained pool has."""
+    cols = table["scenarios"]
+    width = max(len(m["name"]) for m in table["methods"])
+    cell_w = [max(len(c["label"]), 23) for c in cols]
+    heads = [f"{c['headline']} (retrained {_num(c['retrained'])})" for c in cols]
+    cell_w = [max(w, len(h)) for w, h in zip(cell_w, heads)]
+    lines = [
+        f"{'method':<{width}}  " + "  ".join(f"{c['label']:>{w}}" for c, w in zip(cols, cell_w)),
+        f"{'':<{width}}  " + "  ".join(f"{'final / F / ' + h:>{w}}" for h, w in zip(heads, cell_w)),
+    ]
+    for m in table["methods"]:
+        cells = [
+            f"{_num(p['final_score'])} / {_num(p['forget_quality'])} / {_num(p[c['headline']])}"
+            for p, c in zip(m["per_scenario"], cols)
+        ]
+        lines.append(f"{m['name']:<{width}}  " + "  ".join(f"{x:>{w}}" for x, w in zip(cells, cell_w)))
+    focus = [f"{c['label']}: {c['focus']}" for c in cols if c["focus"]]
+    if focus:
+        lines.append("focus_acc: accuracy on " + "; ".join(focus))
+    return "\n".join(lines)
+
+
+def _label(sc: dict[str, Any]) -> str:
+    settings = ",".join(f"{k}={v}" for k, v in sc["settings"].items())
+    return f"{sc['name']}({settings})" if settings else sc["name"]
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"

@@ -1,0 +1,73 @@
+"""result.json's `scenario` section: which images were forgotten (challenge.data.scenarios), and the
+figures that say how well that scenario's request was met, beside F.
+
+Every scenario has the forget set's and the test set's accuracy (the original's, the retrained pool's,
+the unlearned runs').
+A scenario with focus images (the forgotten class's or subgroup's test images, the forget people's own
+test images) has their accuracy too: the retrained models never saw the class, so their accuracy
+there is what forgetting it looks like, whatever F says. The original's and the pool's figures are
+read from what the pool stored when it trained them; the runs' from the judge's per-image verdicts
+on test, so that no model is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from challenge.data.splits import Split
+from challenge.pool import PoolEntry
+from challenge.pool.reference import original_metrics
+from challenge.scoring.context import Context
+from challenge.scoring.judge import RunEval
+from challenge.scoring.result import Scenario, ScenarioFigure
+
+FOCUS = {
+    "identities": "the forget people's test images",
+    "class": "the test images of age group {label}",
+    "subgroup": "the test images of {trait}={value}",
+    "corrective": "the test images of age groups {groups}, whose labels were confused",
+}
+
+
+def scenario_section(ctx: Context, evals: list[RunEval] | None = None) -> Scenario:
+    """The section as known before the runs (evals None: no unlearned figures) or after them."""
+    split, original = ctx.dm.split, original_metrics(ctx.pool.original_path)
+    settings = dict(split.scenario)
+    name = settings.pop("name")
+    runs = evals or []
+    figures = {
+        "forget_acc": _figure(original, ctx.entries, "forget", [e.forget_acc for e in runs]),
+        "test_acc": _figure(original, ctx.entries, "test", [e.test_acc for e in runs]),  # clean: what a fix keeps
+    }
+    if len(split.focus):
+        figures["focus_acc"] = _figure(original, ctx.entries, "focus", _focus_accuracies(split, runs))
+    return Scenario(
+        name=name,
+        settings=settings,
+        sizes={p: len(split.indices(p)) for p in ("train", "forget", "retain", "test", "focus")},
+        focus=FOCUS.get(name, "").format(**settings) if len(split.focus) else "",
+        headline="focus_acc" if len(split.focus) else "forget_acc",
+        figures=figures,
+    )
+
+
+def _figure(original: dict, entries: list[PoolEntry], part: str, unlearned: list[float | None]) -> ScenarioFigure:
+    """None where a figure is missing anywhere: a mean over some of the models would mislead."""
+    retrained = [((e.metrics or {}).get(part) or {}).get("acc") for e in entries]
+    return ScenarioFigure(
+        original=(original.get(part) or {}).get("acc"),
+        retrained=_mean(retrained),
+        unlearned=_mean(unlearned),
+    )
+
+
+def _focus_accuracies(split: Split, evals: list[RunEval]) -> list[float | None]:
+    """Each run's accuracy on the focus images, from its per-image verdicts on test (focus is part of test)."""
+    at = np.searchsorted(split.test, split.focus)
+    return [float(e.test_correct[at].mean()) if len(e.test_correct) == len(split.test) else None for e in evals]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return float(np.mean(values))

@@ -1,0 +1,347 @@
+"""Forget scenarios (challenge.data.scenarios, conf/forget/): each one's split on the tiny SynthFaces
+data, the manifest and the pool's fingerprint that carry it, bad settings refused in one line, and
+`random`/`class` on every real folder layout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from challenge.data.dataset import FaceData
+from challenge.data.faces import FaceImages
+from challenge.data.scenarios import AgeGroup, Identities, RandomImages
+from challenge.data.splits import Split, SplitSpec, age_edges, age_groups, make_split
+from challenge.files import content_hash, write_json
+from challenge.pool import Pool
+from challenge.pool.folder import fingerprint_config, make_entry
+from challenge.reports.result import format_result
+from challenge.reports.scenarios import scenario_record, scenario_table
+from challenge.reports.stability import LEADERBOARD_FILE, read_splits, split_record, stability_of
+from challenge.scoring.context import Context
+from challenge.scoring.judge import RunEval
+from challenge.scoring.result import Result, Scenario, ScenarioFigure
+from challenge.scoring.row import LeaderboardRow
+from challenge.scoring.scenario import scenario_section
+from tests.conftest import TINY, compose_config, run_cli
+from tests.results import make_result, make_score
+from tests.test_datasets import (  # noqa: F401
+    cache_dir,
+    data,
+    faces,
+    make_csv,
+    make_kaggle,
+    make_surf,
+    make_utkface,
+    user_error,
+)
+
+SCENARIOS = ("identities", "random", "class", "subgroup", "corrective")
+# (forget, retain, focus) on the tiny preset's data (40 people, 7 images each, split seed 0)
+SIZES = {
+    "identities": (28, 174, 0),
+    "random": (20, 176, 0),
+    "class": (32, 164, 7),
+    "subgroup": (14, 182, 5),
+    "corrective": (18, 178, 20),
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[FaceData, Pool]]:
+    """Each scenario's data and pool (its fingerprint; nothing trained) on the tiny preset, in one cache."""
+    cache = tmp_path_factory.mktemp("scenarios")
+    out = {}
+    for name in SCENARIOS:
+        cfg = compose_config("pool", [*TINY, f"forget={name}"], cache / "out")
+        cfg.paths.cache_dir = str(cache)
+        dm = instantiate(cfg.data)
+        dm.setup()
+        out[name] = (dm, Pool.for_config(cfg, dm))
+    return out
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_each_scenario_partitions_train_and_the_manifest_records_it(built: dict, name: str) -> None:
+    dm, _ = built[name]
+    s = dm.split
+    assert (len(s.forget), len(s.retain), len(s.focus)) == SIZES[name]
+    assert np.array_equal(np.union1d(s.forget, s.retain), s.train) and not np.intersect1d(s.forget, s.retain).size
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not np.intersect1d(s.indices(a), s.indices(b)).size, (a, b)
+    assert np.isin(s.focus, s.test).all()
+    manifest = json.loads(dm.split_path.read_text())
+    assert manifest["scenario"] == dm.forget.settings() and manifest["scenario"]["name"] == name
+    assert Split.load(dm.split_path).scenario == manifest["scenario"]
+
+
+def test_what_each_scenario_forgets(built: dict) -> None:
+    ids = {name: built[name][0].faces.person_ids.numpy() for name in SCENARIOS}
+    s = built["identities"][0].split
+    assert not np.isin(ids["identities"][s.retain], ids["identities"][s.forget]).any()  # whole people
+    s = built["random"][0].split
+    assert len(s.forget) == round(0.1 * len(s.train))
+    assert np.isin(ids["random"][s.forget], ids["random"][s.retain]).any()  # people keep other images
+    dm = built["class"][0]
+    groups = age_groups(dm.faces.ages, dm.split.age_edges).numpy()
+    label = dm.forget.label
+    assert (groups[dm.split.forget] == label).all() and (groups[dm.split.retain] != label).all()
+    assert (groups[dm.split.focus] == label).all() and (
+        groups[np.setdiff1d(dm.split.test, dm.split.focus)] != label
+    ).all()
+    dm = built["subgroup"][0]
+    hair = np.asarray(dm.faces.traits["hair"])
+    assert set(hair[dm.split.forget]) == {"blond"} and "blond" not in set(hair[dm.split.retain])
+    assert set(hair[dm.split.focus]) == {"blond"}
+
+
+def test_corrective_confusion_trains_on_swapped_labels_and_forgets_the_identified_part(built: dict) -> None:
+    dm = built["corrective"][0]
+    s, ids = dm.split, dm.faces.person_ids.numpy()
+    true = age_groups(dm.faces.ages, s.age_edges).numpy()
+    index, group = np.asarray(s.relabel["index"]), np.asarray(s.relabel["group"])
+    assert len(index) == 35 and np.isin(index, s.train).all() and set(true[index]) == {3, 4}
+    assert (group == np.where(true[index] == 3, 4, 3)).all()  # the two groups' labels swapped
+    served = dm.dataset("train").groups.numpy()  # what the original trains on, the pool and the judge read
+    assert (served[index] == group).all() and (np.delete(served, index) == np.delete(true, index)).all()
+    assert np.isin(s.forget, index).all() and len(s.forget) == 18  # the identified half of the confused people
+    assert not np.isin(ids[s.forget], ids[np.setdiff1d(index, s.forget)]).any()  # identified whole people
+    assert np.isin(np.setdiff1d(index, s.forget), s.retain).all()  # the rest stay, mislabelled
+    assert set(true[s.focus]) == {3, 4} and np.isin(s.focus, s.test).all()
+
+
+def test_a_scenario_draws_the_same_bits_for_a_seed_and_others_for_another(built: dict) -> None:
+    images = built["random"][0].faces
+    spec = SplitSpec(seed=0, forget_fraction=0.1, age_range=(0, 90))
+    a, b = make_split(images, spec, RandomImages(0.1)), make_split(images, spec, RandomImages(0.1))
+    other = make_split(images, SplitSpec(seed=1, forget_fraction=0.1, age_range=(0, 90)), RandomImages(0.1))
+    assert all(np.array_equal(a.indices(p), b.indices(p)) for p in Split.PARTS)
+    assert not np.array_equal(a.forget, other.forget)
+
+
+def test_identities_keeps_the_keys_of_earlier_kits_and_every_scenario_has_its_own_pool(built: dict) -> None:
+    dm, pool = built["identities"]
+    parts = {p: dm.split.indices(p).tolist() for p in ("train", "val", "test", "forget", "retain")}
+    assert content_hash(parts, 16) == "6e93ed10c0f684a8"  # the split the kit drew before scenarios, bit for bit
+    assert content_hash(dm.split.class_weights, 16) == "98481a9ccd4c90c5"
+    assert "forget" not in pool.config  # the fingerprint of a pool built before scenarios existed
+    assert dm.split_path.name == f"split-{content_hash(asdict(dm.spec), 12)}.json"  # the manifest's old name
+    fingerprints = {pool.fingerprint for _, pool in built.values()}
+    assert len(fingerprints) == len(SCENARIOS)
+    assert built["class"][1].config["forget"] == {"name": "class", "label": 5}
+
+
+def test_identities_given_outright_is_the_default(built: dict, tmp_path: Path) -> None:
+    cfg = compose_config("pool", [*TINY], tmp_path)
+    cfg.paths.cache_dir = str(tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    assert isinstance(dm.forget, Identities) and Pool.for_config(cfg, dm).config == built["identities"][1].config
+
+
+def test_a_data_config_without_the_forget_line_is_refused(tmp_path: Path) -> None:
+    cfg = compose_config("pool", [*TINY, "forget=random"], tmp_path)
+    cfg.paths.cache_dir = str(tmp_path)
+    with open_dict(cfg):
+        del cfg.data["forget"]  # a user's own data config, copied before scenarios existed
+    dm = instantiate(cfg.data)
+    with pytest.raises(ValueError, match=r"^forget=RandomImages does not reach the data, which forgets identities"):
+        fingerprint_config(cfg, dm)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["forget=random", "forget.fraction=0"], "forget.fraction=0 is out of range: it must be > 0 and < 1"),
+        (["forget=random", "forget.fraction=1.0"], "forget.fraction=1.0 is out of range: it must be > 0 and < 1"),
+        (
+            ["forget=class", "forget.label=10"],
+            "forget.label=10 is not an age group: data.split.n_age_groups=10 has groups 0 to 9: pick one of them",
+        ),
+        (
+            ["forget=subgroup", "forget.trait=beard"],
+            "forget.trait=beard is not a trait of this data (its traits: gender, glasses, hair, sunglasses): pick one",
+        ),
+        (
+            ["forget=subgroup", "forget.value=green"],
+            "forget.value=green matches no training image of forget.trait=hair: pick one of black, blond, brown, "
+            "dark_brown, light_brown, red",
+        ),
+        (
+            ["forget=corrective", "forget.kind=poison"],
+            "forget.kind=poison is not one of confusion: a trigger patch with a target label (poison) is not in "
+            "the kit yet",
+        ),
+        (
+            ["forget=corrective", "forget.groups=[3,3]"],
+            "forget.groups=[3, 3] is not two different age groups: give two, e.g. [3,4]",
+        ),
+        (
+            ["forget=corrective", "forget.groups=[3,12]"],
+            "forget.groups=[3, 12] names a group past data.split.n_age_groups=10: pick two of 0 to 9",
+        ),
+    ],
+)
+def test_bad_scenario_settings_are_one_line_naming_the_key(overrides: list[str], expected: str) -> None:
+    assert user_error(*TINY, *overrides) == expected
+
+
+def test_a_bad_scenario_on_the_command_line_is_exit_2_and_builds_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    r = run_cli("pool", *TINY, "forget=class", "forget.label=12", cwd=tmp_path, env={"CHALLENGE_CACHE_DIR": str(cache)})
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("forget.label=12 is not an age group: data.split.n_age_groups=10 has groups 0 to 9: pick one of them")
+    )
+    assert not cache.exists() or not any(cache.rglob("*.json")) and not any(cache.rglob("*.pt"))
+
+
+def _busiest_group(images: FaceImages) -> int:
+    """The age group with the most images of a fixture (folder data bins its own min..max)."""
+    groups = age_groups(images.ages, age_edges(images.ages, SplitSpec()))
+    return int(np.bincount(groups.numpy()).argmax())
+
+
+@pytest.mark.parametrize(
+    "layout, make", [("csv", make_csv), ("utkface", make_utkface), ("surf", make_surf)], ids=["csv", "utkface", "surf"]
+)
+def test_random_and_class_work_on_every_folder_layout(tmp_path: Path, faces: FaceImages, layout: str, make) -> None:  # noqa: F811
+    make(tmp_path / layout, faces)
+    base = [f"data={layout}", f"data.root={tmp_path / layout}"]
+    label = _busiest_group(faces)
+    for scenario in (["forget=random", "forget.fraction=0.25"], ["forget=class", f"forget.label={label}"]):
+        dm = data(*base, *scenario)
+        dm.setup()
+        s = dm.split
+        assert np.array_equal(np.union1d(s.forget, s.retain), s.train) and len(s.retain) > 0
+        if isinstance(dm.forget, RandomImages):
+            assert len(s.forget) == round(0.25 * len(s.train))
+        else:
+            assert isinstance(dm.forget, AgeGroup)
+            assert (age_groups(dm.faces.ages, s.age_edges).numpy()[s.forget] == label).all() and len(s.forget)
+
+
+def test_a_subgroup_of_data_without_traits_is_refused_naming_the_key(tmp_path: Path, faces: FaceImages) -> None:  # noqa: F811
+    make_csv(tmp_path / "csv", faces)
+    assert user_error("data=csv", f"data.root={tmp_path / 'csv'}", "forget=subgroup") == (
+        "forget.trait=hair is not a trait of this data, which has none (SynthFaces and UTKFace have traits; UTKFace "
+        "images decoded by an earlier kit: delete their folder under the cache's data/): pick another forget="
+    )
+
+
+def test_utkface_subgroups_come_from_the_file_names(tmp_path: Path, faces: FaceImages) -> None:  # noqa: F811
+    make_utkface(tmp_path / "utk", faces)  # image i is named {age}_{i % 2}_{i % 5}_…: gender i % 2, race i % 5
+    dm = data(
+        "data=utkface", f"data.root={tmp_path / 'utk'}", "forget=subgroup", "forget.trait=race", "forget.value=asian"
+    )
+    dm.setup()
+    names = [Path(p).name.split("_") for p in dm.source.labelled.paths]  # the images' order (none skipped)
+    assert dm.faces.traits["gender"] == [("male", "female")[int(n[1])] for n in names]
+    asian = np.flatnonzero([n[2] == "2" for n in names])
+    assert np.array_equal(dm.split.forget, np.intersect1d(asian, dm.split.train)) and len(dm.split.forget)
+
+
+def test_the_scenario_section_reads_each_runs_focus_images_out_of_its_test_verdicts(built: dict) -> None:
+    dm, pool = built["class"]
+    s = dm.split
+    on_focus = np.isin(s.test, s.focus)  # a run right exactly on the class's test images, one right on none of them
+    evals = [_run_eval(i, on_focus, forget_acc) for i, forget_acc in enumerate((0.5, 0.25))]
+    evals[1] = replace(evals[1], test_correct=~on_focus)
+    figures = {"retain": {"acc": 0.9, "n": 164}, "forget": {"acc": 0.0, "n": 32}, "test": {"acc": 0.7, "n": 56}}
+    entries = [
+        make_entry(seed, 1.0, figures | {"focus": {"acc": acc, "n": 7}}, np.zeros(len(s.forget)))
+        for seed, acc in ((0, 0.0), (1, 1 / 7))
+    ]
+    ctx = Context(dm, pool, entries, None, None, {}, [])  # the fields the section reads: data, pool, entries
+    section = scenario_section(ctx, evals)
+    assert (section.name, section.settings, section.headline) == ("class", {"label": 5}, "focus_acc")
+    assert section.sizes == {"train": 196, "forget": 32, "retain": 164, "test": 56, "focus": 7}
+    assert section.focus == "the test images of age group 5"
+    assert section.figures["focus_acc"] == ScenarioFigure(None, 1 / 14, 0.5)  # no original file: None
+    assert section.figures["forget_acc"] == ScenarioFigure(None, 0.0, 0.375)
+    assert section.figures["test_acc"] == ScenarioFigure(None, 0.7, 0.7)
+    before = scenario_section(ctx)  # a rejected submission's: what was known before the runs
+    assert before.figures["focus_acc"].unlearned is None and before.sizes == section.sizes
+
+
+def _run_eval(index: int, test_correct: np.ndarray, forget_acc: float) -> RunEval:
+    empty = np.zeros(0)
+    return RunEval(index, index, 0.9, forget_acc, 0.7, empty, empty, empty, test_correct)
+
+
+@pytest.mark.slow  # about 75 s on a loaded 2-core machine: a tiny pool and a scoring
+def test_a_scoring_of_a_class_scenario_reports_the_class_on_its_own(tmp_path: Path) -> None:
+    env = {"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")}
+    template = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
+    assert run_cli("pool", *TINY, "forget=class", cwd=tmp_path, env=env).returncode == 0
+    r = run_cli("score", str(template), *TINY, "forget=class", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    result = Result.read(next((tmp_path / "outputs").rglob("result.json")))
+    assert result.scored and result.scenario.name == "class" and result.scenario.sizes["focus"] == 7
+    figure = result.scenario.figures["focus_acc"]
+    assert None not in (figure.original, figure.retrained, figure.unlearned)
+    assert "focus accuracy" in r.stdout and "the test images of age group 5" in r.stdout
+
+
+def test_the_result_table_shows_the_scenario_and_its_figures() -> None:
+    lines = format_result(make_result(make_score())).splitlines()
+    assert "forget      class label=5: train 10, forget 2, retain 8, test 4, focus 1 images" in lines
+    i = lines.index(f"{'scenario class':<22}{'unlearned':>9}  {'retrained':>9}  {'original':>9}")
+    assert lines[i + 1] == f"{'forget accuracy':<22}{'0.500':>9}  {'0.000':>9}  {'1.000':>9}"
+    assert (
+        lines[i + 2] == f"{'focus accuracy':<22}{'0.250':>9}  {'—':>9}  {'0.750':>9}   the test images of age group 5"
+    )
+
+
+def _scenario_run(folder: Path, scenario: Scenario, scores: dict[str, tuple[float, float]]) -> Path:
+    """A finished `challenge baseline` run folder of one scenario: its leaderboard and scenario record."""
+    results = {
+        name: replace(make_result(make_score(final_score=final)), scenario=replace(scenario, figures=_figures(fig)))
+        for name, (final, fig) in scores.items()
+    }
+    rows = [LeaderboardRow.from_result(name, r) for name, r in results.items()]
+    record = split_record(["experiment=tiny", f"forget={scenario.name}"], 0, f"pool-{scenario.name}", rows, 1.0)
+    folder.mkdir(parents=True)
+    write_json(folder / LEADERBOARD_FILE, record | {"scenario": scenario_record(results)})
+    return folder
+
+
+def _figures(unlearned: float) -> dict[str, ScenarioFigure]:
+    return {"forget_acc": ScenarioFigure(1.0, 0.1, unlearned), "focus_acc": ScenarioFigure(0.8, 0.0, unlearned / 2)}
+
+
+def test_a_multirun_over_scenarios_gives_each_method_per_scenario(tmp_path: Path, capsys) -> None:
+    sizes = {"train": 10, "forget": 2, "retain": 8, "test": 4, "focus": 0}
+    plain = Scenario("random", {"fraction": 0.1}, sizes, "", "forget_acc", {})
+    group = Scenario("class", {"label": 5}, sizes | {"focus": 1}, "the test images of age group 5", "focus_acc", {})
+    a = _scenario_run(tmp_path / "0", plain, {"finetune": (0.3, 0.4), "do_nothing": (0.1, 1.0)})
+    b = _scenario_run(tmp_path / "1", group, {"finetune": (0.2, 0.6), "do_nothing": (0.05, 1.0)})
+    stability_of([a, b], tmp_path)
+    table = json.loads((tmp_path / "scenarios.json").read_text())
+    assert [c["label"] for c in table["scenarios"]] == ["random", "class"]
+    assert table["scenarios"][1]["settings"] == {"label": 5}
+    assert [c["retrained"] for c in table["scenarios"]] == [0.1, 0.0]
+    by = {m["name"]: m["per_scenario"] for m in table["methods"]}
+    assert by["finetune"] == [
+        {"final_score": 0.3, "forget_quality": 0.1, "forget_acc": 0.4},
+        {"final_score": 0.2, "forget_quality": 0.1, "focus_acc": 0.3},
+    ]
+    out = capsys.readouterr().out
+    assert "final / F / focus_acc (retrained 0.000)" in out and "0.200 / 0.100 / 0.300" in out
+    assert "focus_acc: accuracy on class: the test images of age group 5" in out
+    assert scenario_table(read_splits([a, a])) is None  # one scenario twice: the stability table says it all
+
+
+def test_a_kaggle_layout_fixes_the_forget_set_so_only_identities_applies(tmp_path: Path, faces: FaceImages) -> None:  # noqa: F811
+    make_kaggle(tmp_path / "kaggle", faces)
+    assert user_error("data=csv", f"data.root={tmp_path / 'kaggle'}", "forget=random") == (
+        "forget=random but this data's layout (Kaggle's retain/forget CSVs) fixes the forget set: use "
+        "forget=identities, or name one CSV of all images with data.source.csv=…"
+    )
