@@ -93,6 +93,38 @@ def test_the_table_ranks_each_split_and_tau_compares_their_orders(tmp_path: Path
     assert "(ceiling F)" in text and "0.510" in text
 
 
+def test_the_leaderboard_over_splits_separates_only_what_every_split_supports_and_shows_ties() -> None:
+    """Four splits. best is 0.1 above the rest on each split; mid beats low by 0.01 on every split (a constant,
+    tiny difference: separated); low and noisy differ by up to ±0.05 from split to split around 0 (tied, '=3');
+    partial was scored on two splits only (it crashed on the others): listed last, unranked, whatever its mean."""
+    from challenge.reports.over_splits import format_over_splits, over_splits
+
+    finals = {
+        "noisy": [0.05, -0.03, 0.07, -0.02],
+        "partial": [0.9, None, 0.9, None],
+        "low": [0.03, 0.02, 0.03, 0.02],
+        "best": [0.14, 0.13, 0.15, 0.12],
+        "mid": [0.04, 0.03, 0.04, 0.03],
+    }
+    rows = over_splits(finals)
+    assert [(r["name"], r["rank_text"]) for r in rows] == [
+        ("best", "1"),
+        ("mid", "2"),
+        ("low", "=3"),
+        ("noisy", "=3"),
+        ("partial", "—"),
+    ]
+    best = rows[0]
+    half = 3.182446305284263 * np.std(finals["best"], ddof=1) / 2  # t(0.975, 3) × sd / √4
+    assert best["final_mean"] == pytest.approx(0.135)
+    assert best["final_ci"] == pytest.approx([0.135 - half, 0.135 + half])
+    assert rows[2]["diff_ci_to_above"] == pytest.approx([0.01, 0.01])  # mid − low, the same on every split
+    assert rows[3]["tied_with_above"] and rows[3]["diff_ci_to_above"][0] < 0 < rows[3]["diff_ci_to_above"][1]
+    assert over_splits({"a": [0.1, 0.1], "b": [0.1, 0.1]})[1]["rank_text"] == "=1"  # equal scores: a tie, not an order
+    text = format_over_splits(rows, 4)
+    assert "Over 4 splits" in text and "  =3  low" in text and "   —  partial" in text
+
+
 def test_fewer_than_two_splits_or_a_folder_without_a_leaderboard_is_one_clear_error(tmp_path: Path) -> None:
     a = _split(tmp_path / "0", 0, {"salun": 0.4, "finetune": 0.2})
     with pytest.raises(ChallengeError, match="at least two splits.*data.split.seed=0,1,2"):

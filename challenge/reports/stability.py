@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic, write_json
+from challenge.reports.over_splits import format_over_splits, over_splits
 from challenge.reports.scenarios import SCENARIOS_FILE, format_scenarios, scenario_table
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def _scored(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def stability(splits: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per method: rank, F and final score on each split, their mean and spread; τ between splits."""
+    """Per method: rank, F and final score on each split, their mean and spread; the leaderboard over the splits
+    (challenge.reports.over_splits); τ between splits."""
     if len(splits) < 2:
         raise ChallengeError(
             f"a stability table needs at least two splits, got {len(splits)}: run `challenge baseline -m "
@@ -123,6 +125,7 @@ def stability(splits: list[dict[str, Any]]) -> dict[str, Any]:
             for s in splits
         ],
         "methods": methods,
+        "over_splits": over_splits({m["name"]: [p and p["final_score"] for p in m["per_split"]] for m in methods}),
         "tau": _taus(splits, scored, [m["name"] for m in methods]),
         "tau_top": _taus(splits, scored, top),
         "top": top,
@@ -192,6 +195,8 @@ def stability_table(st: dict[str, Any]) -> str:
     if any(c is not None for c in ceilings):
         lines.append(f"{'(ceiling F)':<{width}}  " + "  ".join(f"{_num(c):>{w}}" for c, w in zip(ceilings, cols)))
     lines += [
+        "",
+        format_over_splits(st["over_splits"], len(st["splits"])),
         "",
         _tau_line("all methods", st["tau"]),
         _tau_line(f"top {len(st['top'])} ({', '.join(st['top'])})", st["tau_top"]),
