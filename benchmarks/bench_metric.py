@@ -113,7 +113,7 @@ def main() -> None:
     bench_interval()
 
 
-PREVIOUS = "bf7d951"  # the last commit before issue 29's bounded search of the interval rules
+PREVIOUS = "5010a57"  # the last landed commit before issue 29's bounded search of the interval rules
 
 
 def previous_epsilon():  # noqa: ANN201 - the module's function
@@ -174,8 +174,9 @@ def former_interval_loop(u: np.ndarray, r: np.ndarray, n_bootstrap: int, seed: i
     )
 
 
-def timed_forgetting(u: np.ndarray, r: np.ndarray, n_bootstrap: int):  # noqa: ANN201
-    """evaluate_forgetting with its interval (accuracies all alike: only F and its interval cost), and its seconds."""
+def timed_forgetting(u: np.ndarray, r: np.ndarray, n_bootstrap: int, groups: np.ndarray | None = None):  # noqa: ANN201
+    """evaluate_forgetting with its interval (accuracies all alike: only F and its interval cost), and its seconds;
+    with `groups`, F per group from the same pass too (as the scorer asks for the strata)."""
     acc = [0.9] * len(u)
     start = time.perf_counter()
     res = evaluate_forgetting(
@@ -186,6 +187,7 @@ def timed_forgetting(u: np.ndarray, r: np.ndarray, n_bootstrap: int):  # noqa: A
         test_acc_unlearned=acc,
         test_acc_retrained=acc,
         n_bootstrap=n_bootstrap,
+        groups=groups,
     )
     return res, time.perf_counter() - start
 
@@ -208,13 +210,18 @@ def bench_interval(n_bootstrap: int = 200) -> None:
 
 def bench_attacks(n_bootstrap: int = 200) -> None:
     """The per-example attacks (challenge.scoring.attacks) beside F: each one's point estimate, then all three
-    with their two-way bootstrap, and F per memorisation stratum (one more pass of F's bootstrap)."""
-    from challenge.scoring.attacks import ATTACKS, STATISTICS, attacks, strata
+    with their two-way bootstrap; and F per memorisation stratum, from one more pass of F's bootstrap (a
+    metric computed without the groups) and from F's own pass (the scorer's way: F with the groups, less F)."""
+    from challenge.scoring.attacks import ATTACKS, STATISTICS, attacks, memorisation_groups, strata
 
     print(f"\nattacks beside F, n_bootstrap = {n_bootstrap} (seconds)")
-    print(f"{'N':>5} {'K':>5} {'F + CI':>8} {'ulira':>7} {'klom':>7} {'auc':>7} {'all+CI':>8} {'strata':>8}  vs F + CI")
+    print(
+        f"{'N':>5} {'K':>5} {'F + CI':>8} {'ulira':>7} {'klom':>7} {'auc':>7} {'all+CI':>8} {'strata':>8} "
+        f"{'shared':>8}  vs F + CI"
+    )
     for n, k in ((16, 500), (512, 1000)):
         u, r = realistic(n, k, seed=n)
+        original = r.mean(axis=0) + np.linspace(-1, 1, k)
         res, f_seconds = timed_forgetting(u, r, n_bootstrap)
         each = []
         for name in ATTACKS:
@@ -225,12 +232,17 @@ def bench_attacks(n_bootstrap: int = 200) -> None:
         attacks(u, r, ATTACKS, res)
         together = time.perf_counter() - start
         start = time.perf_counter()
-        strata(u, r, r.mean(axis=0) + np.linspace(-1, 1, k), res)
+        alone = strata(u, r, original, res)
         split = time.perf_counter() - start
+        with_groups, grouped_seconds = timed_forgetting(u, r, n_bootstrap, memorisation_groups(original, r))
+        start = time.perf_counter()
+        assert strata(u, r, original, with_groups) == alone  # the same intervals, bit for bit
+        shared = grouped_seconds - f_seconds + time.perf_counter() - start
         cells = " ".join(f"{t:>7.3f}" for t in each)
         print(
-            f"{n:>5} {k:>5} {f_seconds:>8.2f} {cells} {together:>8.2f} {split:>8.2f}  "
-            f"attacks {together / f_seconds:.2f}x, strata {split / f_seconds:.2f}x"
+            f"{n:>5} {k:>5} {f_seconds:>8.2f} {cells} {together:>8.2f} {split:>8.2f} {shared:>8.2f}  "
+            f"attacks {together / f_seconds:.2f}x, strata {split / f_seconds:.2f}x, from F's pass "
+            f"{shared / f_seconds:+.2f}x"
         )
 
 

@@ -18,10 +18,12 @@ from challenge.scoring.attacks import (
     auc_fold_chance,
     check_attacks,
     klom,
+    memorisation_groups,
     strata,
     ulira_accuracy,
 )
-from challenge.scoring.metric import Resamples, evaluate_forgetting, replicate_means, replicate_scores
+from challenge.scoring.metric import evaluate_forgetting, replicate_scores
+from challenge.scoring.resampling import Resamples, replicate_means
 from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.settings import Settings
 from tests.conftest import compose_config
@@ -36,7 +38,7 @@ def _sides(shift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(loc + shift * sd, sd, (N, K)), rng.normal(loc, sd, (N, K))
 
 
-def _metric(u: np.ndarray, r: np.ndarray, n_bootstrap: int = 30, seed: int = 0):
+def _metric(u: np.ndarray, r: np.ndarray, n_bootstrap: int = 30, seed: int = 0, groups: np.ndarray | None = None):
     acc = [0.9] * len(u)
     return evaluate_forgetting(
         u,
@@ -47,6 +49,7 @@ def _metric(u: np.ndarray, r: np.ndarray, n_bootstrap: int = 30, seed: int = 0):
         test_acc_retrained=acc,
         n_bootstrap=n_bootstrap,
         seed=seed,
+        groups=groups,
     )
 
 
@@ -136,6 +139,12 @@ def test_strata_split_by_memorisation_and_report_f_in_each() -> None:
     assert high.forget_quality < 0.05 < low.forget_quality and high.forget_quality_ci[1] < low.forget_quality_ci[0]
     assert np.mean([s.forget_quality for s in st.strata]) == pytest.approx(res.forget_quality)
     assert strata(u, r, None, res) is None
+    # Given the groups, F's own bootstrap pass gives the strata's intervals: the same bits, F's untouched.
+    shared = _metric(u, r, groups=memorisation_groups(original, r))
+    assert shared.group_replicates.shape == (30, 3) and np.array_equal(shared.replicates, res.replicates)
+    assert strata(u, r, original, shared) == st and shared.forget_quality_ci == res.forget_quality_ci
+    other = _metric(u, r, groups=np.arange(K) % 3)  # groups that are not the strata's: not used for them
+    assert strata(u, r, original, other) == st
 
 
 def test_an_unknown_attack_is_one_line_naming_the_valid_ones(tmp_path) -> None:

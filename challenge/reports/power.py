@@ -27,7 +27,8 @@ import numpy as np
 
 from challenge.scoring.compare import Comparison, Confidences, compare_forgetting
 from challenge.scoring.epsilon import DELTA, per_example_epsilon
-from challenge.scoring.metric import Resamples, forget_score, replicate_scores, shifted_interval
+from challenge.scoring.metric import forget_score, replicate_scores
+from challenge.scoring.resampling import Resamples, shifted_interval
 
 CI_LEVEL = 0.95
 

@@ -3,7 +3,7 @@
 F asks, per forget example, how well the best threshold rule tells the N unlearned from the N retrained
 models' confidences. Other papers ask it other ways; each is computed here from the same arrays, per
 example, and reported as a mean over examples with F's own interval (the two-way bootstrap of
-challenge.scoring.metric.replicate_means: the same draws of models and examples, median-shifted):
+challenge.scoring.resampling.replicate_means: the same draws of models and examples, median-shifted):
 
 * ``ulira``: U-LiRA (Hayes et al. 2024, "Inexact unlearning needs more careful evaluations"). Per example,
   a Gaussian is fitted to N - 1 unlearned and to N - 1 retrained confidences; the held-out model of each side
@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 from challenge.scoring.epsilon import _check_confidences, _epsilons
-from challenge.scoring.metric import CI_METHOD, ForgettingResult, Resamples, _points, replicate_means, shifted_interval
+from challenge.scoring.metric import CI_METHOD, ForgettingResult, _points
+from challenge.scoring.resampling import Resamples, replicate_means, shifted_interval
 from challenge.scoring.result import Attacks, ExampleAUC, KLoM, Strata, Stratum, ULiRA
 from challenge.scoring.settings import ATTACKS
 
@@ -185,32 +186,45 @@ def attacks(
     return Attacks(**out, ci_method=CI_METHOD if n_bootstrap else None)
 
 
-def strata(
-    unlearned: np.ndarray, retrained: np.ndarray, original: np.ndarray | None, metric: ForgettingResult
-) -> Strata | None:
-    """F within each memorisation tercile (None without the original's confidences, or with fewer than 3
-    examples). The intervals resample as F's does (its draws), each tercile's examples among the drawn ones;
-    they cost one more pass of F's bootstrap."""
-    unlearned, retrained = _check_confidences(unlearned, retrained)
+def memorisation_groups(original: np.ndarray | None, retrained: np.ndarray) -> np.ndarray | None:
+    """Each forget example's tercile (0 low, 1 mid, 2 high) of the original's confidence minus the retrained
+    models' mean: equal thirds by rank, ties broken by forget-split order. None without the original's
+    confidences or with fewer than 3 examples."""
     k = retrained.shape[1]
-    n_bootstrap, ci_level, seed = metric.n_bootstrap, metric.ci_level, metric.seed
     if original is None or k < len(STRATA):
         return None
     original = np.asarray(original, dtype=np.float64)
     if original.shape != (k,):
         raise ValueError(f"original has forget confidences of shape {original.shape}; the models score {k} examples")
-    memo = original - retrained.mean(axis=0)
-    order = np.argsort(memo, kind="stable")
     groups = np.empty(k, np.int64)
-    groups[order] = np.arange(k) * len(STRATA) // k  # equal thirds by rank, ties broken by forget-split order
+    groups[np.argsort(original - retrained.mean(axis=0), kind="stable")] = np.arange(k) * len(STRATA) // k
+    return groups
+
+
+def strata(
+    unlearned: np.ndarray, retrained: np.ndarray, original: np.ndarray | None, metric: ForgettingResult
+) -> Strata | None:
+    """F within each memorisation tercile (None where ``memorisation_groups`` is). The intervals resample as
+    F's does (its draws), each tercile's examples among the drawn ones: from F's own pass where the metric
+    was given these groups (``evaluate_forgetting(groups=...)``), else from one more pass."""
+    unlearned, retrained = _check_confidences(unlearned, retrained)
+    groups = memorisation_groups(original, retrained)
+    if groups is None:
+        return None
+    memo = np.asarray(original, dtype=np.float64) - retrained.mean(axis=0)
     points = _points(metric.epsilons, len(unlearned))
     cis: list[list[float] | None] = [None] * len(STRATA)
-    if n_bootstrap:
-        n = len(unlearned)
-        draws = Resamples.seeded(seed, *unlearned.shape, n_bootstrap)
-        per = lambda u, r: _points(_epsilons(u, r, metric.delta, metric.thresholds), n)  # noqa: E731
-        reps = replicate_means(unlearned, retrained, draws, per, groups)[:, 0, :]  # [B, G]
-        cis = [_group_interval(reps[:, g], float(points[groups == g].mean()), ci_level) for g in range(len(STRATA))]
+    if metric.n_bootstrap:
+        if metric.group_replicates is not None and np.array_equal(metric.groups, groups):
+            reps = metric.group_replicates
+        else:
+            n = len(unlearned)
+            draws = Resamples.seeded(metric.seed, *unlearned.shape, metric.n_bootstrap)
+            per = lambda u, r: _points(_epsilons(u, r, metric.delta, metric.thresholds), n)  # noqa: E731
+            reps = replicate_means(unlearned, retrained, draws, per, groups)[:, 0, :]  # [B, G]
+        cis = [
+            _group_interval(reps[:, g], float(points[groups == g].mean()), metric.ci_level) for g in range(len(STRATA))
+        ]
     rows = [
         Stratum(
             name,

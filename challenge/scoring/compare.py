@@ -33,12 +33,8 @@ from challenge.scoring.epsilon import (
     _check_options,
     _epsilons,
 )
-from challenge.scoring.metric import (
-    Resamples,
-    forget_score,
-    replicate_scores,
-    shifted_interval,
-)
+from challenge.scoring.metric import forget_score, replicate_scores
+from challenge.scoring.resampling import Resamples, shifted_interval
 from challenge.scoring.result import Result
 
 CONFIDENCES_FILE = "forget_confidences.npz"

@@ -23,7 +23,7 @@ import torch
 
 from challenge.errors import ChallengeError, Verdict
 from challenge.files import read_regular
-from challenge.scoring.attacks import attacks, strata
+from challenge.scoring.attacks import attacks, memorisation_groups, strata
 from challenge.scoring.budget import per_run_seconds
 from challenge.scoring.budget import verdict as budget_verdict
 from challenge.scoring.metric import (
@@ -306,9 +306,9 @@ def score(evals: list[RunEval], pool: PoolSide, settings: Settings) -> tuple[dic
         test_acc_retrained=pool.test_acc,
         n_bootstrap=settings.n_bootstrap,
         seed=settings.first_seed,
+        groups=memorisation_groups(pool.original, pool.confidences),  # the strata's intervals: F's own pass
     )
-    out = res.to_dict()
-    out.pop("epsilons")
+    out = {k: v for k, v in res.to_dict().items() if k != "epsilons"}
     out["attacks"] = attacks(unlearned, pool.confidences, settings.attacks, res)
     out["strata"] = strata(unlearned, pool.confidences, pool.original, res)
     try:

@@ -10,7 +10,7 @@ inputs are validated (at least 3 models, equal model counts, finite values).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -27,6 +27,13 @@ from challenge.scoring.epsilon import (
     _to_numpy,
     per_example_epsilon,
 )
+from challenge.scoring.resampling import (
+    PerExample,
+    Resamples,
+    replicate_means,
+    replicate_means_by_group,
+    shifted_interval,
+)
 
 __all__ = [
     "CI_METHOD",
@@ -34,7 +41,6 @@ __all__ = [
     "EPSILON_CAP",
     "THRESHOLD_MODES",
     "ForgettingResult",
-    "Resamples",
     "cross_entropy_losses",
     "evaluate_forgetting",
     "final_score",
@@ -42,9 +48,7 @@ __all__ = [
     "logit_scaled_confidence",
     "membership_inference_audit",
     "per_example_epsilon",
-    "replicate_means",
     "replicate_scores",
-    "shifted_interval",
 ]
 
 
@@ -164,12 +168,14 @@ class ForgettingResult:
     n_bootstrap: int
     seed: int
     replicates: np.ndarray | None = None  # F of each bootstrap replicate [B], for paired comparisons
+    groups: np.ndarray | None = None  # the example groups of group_replicates
+    group_replicates: np.ndarray | None = None  # F within each group of each replicate [B, G], from the same pass
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only, ready for json.dumps; the replicates are kept beside, not in, result.json."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
-            if name == "replicates":
+            if name in ("replicates", "groups", "group_replicates"):
                 continue
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
@@ -190,89 +196,15 @@ def _mean_accuracy(name: str, value: Any) -> float:
 CI_METHOD = "two-way bootstrap (models and examples), median-shifted"
 
 
-_VALUES_PER_CHUNK = 1 << 22  # confidences per side handed to _epsilons at once: 32 MB of float64
-
-
-@dataclass(frozen=True)
-class Resamples:
-    """Which models and which forget examples each bootstrap replicate draws (with replacement).
-
-    Kept as indices so that two results scored on one pool can share them (challenge.scoring.compare):
-    with the same seed every result on a pool is resampled alike, so each result's replicates,
-    computed once for its interval, serve every comparison it takes part in.
-    """
-
-    unlearned: np.ndarray  # [B, N] model indices
-    retrained: np.ndarray  # [B, N] model indices
-    examples: np.ndarray  # [B, K] example indices
-
-    @classmethod
-    def seeded(cls, seed: int, n_models: int, n_examples: int, n_bootstrap: int) -> Resamples:
-        """The draws of F's interval for this seed: the same for every result of that shape."""
-        rng = np.random.default_rng(seed)
-
-        def models() -> np.ndarray:
-            return rng.integers(0, n_models, (n_bootstrap, n_models))
-
-        return cls(models(), models(), rng.integers(0, n_examples, (n_bootstrap, n_examples)))
-
-
-PerExample = Callable[[np.ndarray, np.ndarray], np.ndarray]  # [N, C] unlearned, retrained -> [S, C] statistics
-
-
-def replicate_means(
-    unlearned: np.ndarray,
-    retrained: np.ndarray,
-    draws: Resamples,
-    per_example: PerExample,
-    groups: np.ndarray | None = None,
-) -> np.ndarray:
-    """Each replicate's mean over its drawn examples of S per-example statistics: [B, S], or [B, S, G] means
-    within each of G groups of examples (``groups``: an int label per example; NaN for a group left undrawn).
-
-    A per-example statistic depends only on its own column, so each replicate's distinct examples, with
-    that replicate's models, become columns of one wide [N, C] problem that ``per_example`` solves in
-    chunks; an example drawn m times counts m times. About 63% of the drawn examples are distinct, so a
-    replicate costs less than one full pass. F's interval and the attacks' (challenge.scoring.attacks) use it.
-    """
-    n, k = unlearned.shape
-    n_bootstrap = len(draws.examples)
-    ids, counts = np.unique(draws.examples + k * np.arange(n_bootstrap)[:, None], return_counts=True)
-    rep, col = np.divmod(ids, k)
-    chunks, step = [], max(1, _VALUES_PER_CHUNK // n)
-    for s in range(0, len(ids), step):
-        b, c = rep[s : s + step], col[s : s + step]
-        chunks.append(
-            np.atleast_2d(per_example(unlearned[draws.unlearned[b].T, c], retrained[draws.retrained[b].T, c]))
-        )
-    values = np.concatenate(chunks, axis=1)
-    if groups is None:
-        return np.stack([np.bincount(rep, weights=v * counts, minlength=n_bootstrap) / k for v in values], axis=1)
-    n_groups = int(groups.max()) + 1
-    cell = rep * n_groups + groups[col]
-    sizes = np.bincount(cell, weights=counts, minlength=n_bootstrap * n_groups)
-    with np.errstate(invalid="ignore"):
-        means = [np.bincount(cell, weights=v * counts, minlength=len(sizes)) / sizes for v in values]
-    return np.stack(means, axis=1).reshape(n_bootstrap, len(values), n_groups)
-
-
 def replicate_scores(
     unlearned: np.ndarray, retrained: np.ndarray, draws: Resamples, delta: float, thresholds: str
 ) -> np.ndarray:
     """F of every replicate, [B]: the mean of each drawn example's points (``replicate_means``)."""
-    n = unlearned.shape[0]
-    return replicate_means(unlearned, retrained, draws, lambda u, r: _points(_epsilons(u, r, delta, thresholds), n))[
-        :, 0
-    ]
+    return replicate_means(unlearned, retrained, draws, _points_of(unlearned.shape[0], delta, thresholds))[:, 0]
 
 
-def shifted_interval(
-    scores: np.ndarray, centre: float, ci_level: float, bounds: tuple[float, float] = (0.0, 1.0)
-) -> tuple[float, float]:
-    """Percentile interval of the replicates, moved so that their median sits on ``centre``."""
-    alpha = (1.0 - ci_level) / 2.0
-    low, high = np.quantile(scores, [alpha, 1.0 - alpha]) + (centre - np.median(scores))
-    return float(max(low, bounds[0])), float(min(high, bounds[1]))
+def _points_of(n: int, delta: float, thresholds: str) -> PerExample:
+    return lambda u, r: _points(_epsilons(u, r, delta, thresholds), n)
 
 
 def _bootstrap_ci(
@@ -284,9 +216,11 @@ def _bootstrap_ci(
     n_bootstrap: int,
     ci_level: float,
     seed: int,
-) -> tuple[tuple[float, float], np.ndarray]:
+    groups: np.ndarray | None = None,
+) -> tuple[tuple[float, float], np.ndarray, np.ndarray | None]:
     """Interval for F from replicates that resample the unlearned models, the retrained models
-    and the forget examples, each with replacement (CI_METHOD).
+    and the forget examples, each with replacement (CI_METHOD); with ``groups``, F within each group of
+    examples from the same pass ([B, G]).
 
     F varies with all three: the submission's runs and the reference runs are random, and the K
     forget examples are a sample of the people one might be asked to forget, so an interval from
@@ -298,10 +232,14 @@ def _bootstrap_ci(
     checks that it covers the expected F of known distributions in at least 90% of trials (95.5%
     and 94% in 200), where the models-only interval covers 91% and 78%.
     """
-    reps = replicate_scores(
-        unlearned, retrained, Resamples.seeded(seed, *unlearned.shape, n_bootstrap), delta, thresholds
-    )
-    return shifted_interval(reps, forget_quality, ci_level), reps
+    draws = Resamples.seeded(seed, *unlearned.shape, n_bootstrap)
+    points = _points_of(unlearned.shape[0], delta, thresholds)
+    if groups is None:
+        reps, by_group = replicate_means(unlearned, retrained, draws, points)[:, 0], None
+    else:
+        overall, grouped = replicate_means_by_group(unlearned, retrained, draws, points, groups)
+        reps, by_group = overall[:, 0], grouped[:, 0, :]
+    return shifted_interval(reps, forget_quality, ci_level), reps, by_group
 
 
 def evaluate_forgetting(
@@ -317,8 +255,12 @@ def evaluate_forgetting(
     ci_level: float = 0.95,
     seed: int = 0,
     thresholds: str = "grid",
+    groups: np.ndarray | None = None,
 ) -> ForgettingResult:
     """The scorer's entry point: F, the final score, and a seeded bootstrap interval for F.
+
+    ``groups`` (an int label per example, e.g. memorisation strata): the same bootstrap pass also gives F
+    within each group of every replicate (``group_replicates``), so that their intervals cost no second pass.
 
     Confidences are [N models, K forget examples] (see ``logit_scaled_confidence``); accuracies
     are per-model arrays whose means enter the score. Each bootstrap replicate costs about 0.6 of
@@ -344,8 +286,10 @@ def evaluate_forgetting(
     eps.setflags(write=False)
     f = forget_score(eps, u.shape[0])
     total = final_score(f, *accs.values())
-    ci, reps = (
-        _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed) if n_bootstrap else (None, None)
+    ci, reps, by_group = (
+        _bootstrap_ci(u, r, f, delta, thresholds, int(n_bootstrap), ci_level, seed, groups)
+        if n_bootstrap
+        else (None, None, None)
     )
     return ForgettingResult(
         forget_quality=f,
@@ -364,6 +308,8 @@ def evaluate_forgetting(
         n_bootstrap=int(n_bootstrap),
         seed=int(seed),
         replicates=reps,
+        groups=groups if by_group is not None else None,
+        group_replicates=by_group,
     )
 
 
