@@ -25,7 +25,7 @@ from challenge.reports.scenarios import scenario_record, scenario_table
 from challenge.reports.stability import LEADERBOARD_FILE, read_splits, split_record, stability_of
 from challenge.scoring.context import Context
 from challenge.scoring.judge import RunEval
-from challenge.scoring.result import Result, Scenario, ScenarioFigure
+from challenge.scoring.result import Ceiling, Result, Scenario, ScenarioFigure
 from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.scenario import scenario_section
 from tests.conftest import TINY, compose_config, run_cli
@@ -300,10 +300,15 @@ def test_the_result_table_shows_the_scenario_and_its_figures() -> None:
     )
 
 
-def _scenario_run(folder: Path, scenario: Scenario, scores: dict[str, tuple[float, float]]) -> Path:
+def _scenario_run(
+    folder: Path, scenario: Scenario, scores: dict[str, tuple[float, float]], ceiling: float | None = None
+) -> Path:
     """A finished `challenge baseline` run folder of one scenario: its leaderboard and scenario record."""
+    top = None if ceiling is None else Ceiling(ceiling, None, ceiling, 3, 2, "pool")
     results = {
-        name: replace(make_result(make_score(final_score=final)), scenario=replace(scenario, figures=_figures(fig)))
+        name: replace(
+            make_result(make_score(final_score=final, ceiling=top)), scenario=replace(scenario, figures=_figures(fig))
+        )
         for name, (final, fig) in scores.items()
     }
     rows = [LeaderboardRow.from_result(name, r) for name, r in results.items()]
@@ -317,12 +322,12 @@ def _figures(unlearned: float) -> dict[str, ScenarioFigure]:
     return {"forget_acc": ScenarioFigure(1.0, 0.1, unlearned), "focus_acc": ScenarioFigure(0.8, 0.0, unlearned / 2)}
 
 
-def test_a_multirun_over_scenarios_gives_each_method_per_scenario(tmp_path: Path, capsys) -> None:
+def test_a_multirun_over_scenarios_gives_each_method_per_scenario(tmp_path: Path, capsys, browser) -> None:  # noqa: ANN001
     sizes = {"train": 10, "forget": 2, "retain": 8, "test": 4, "focus": 0}
     plain = Scenario("random", {"fraction": 0.1}, sizes, "", "forget_acc", {})
     group = Scenario("class", {"label": 5}, sizes | {"focus": 1}, "the test images of age group 5", "focus_acc", {})
-    a = _scenario_run(tmp_path / "0", plain, {"finetune": (0.3, 0.4), "do_nothing": (0.1, 1.0)})
-    b = _scenario_run(tmp_path / "1", group, {"finetune": (0.2, 0.6), "do_nothing": (0.05, 1.0)})
+    a = _scenario_run(tmp_path / "0", plain, {"finetune": (0.3, 0.4), "do_nothing": (0.1, 1.0)}, ceiling=0.25)
+    b = _scenario_run(tmp_path / "1", group, {"finetune": (0.2, 0.6), "do_nothing": (0.05, 1.0)}, ceiling=0.5)
     stability_of([a, b], tmp_path)
     table = json.loads((tmp_path / "scenarios.json").read_text())
     assert [c["label"] for c in table["scenarios"]] == ["random", "class"]
@@ -333,9 +338,20 @@ def test_a_multirun_over_scenarios_gives_each_method_per_scenario(tmp_path: Path
         {"final_score": 0.3, "forget_quality": 0.1, "forget_acc": 0.4},
         {"final_score": 0.2, "forget_quality": 0.1, "focus_acc": 0.3},
     ]
+    assert [c["ceiling_f"] for c in table["scenarios"]] == [0.25, 0.5]  # each scenario's own pool
     out = capsys.readouterr().out
     assert "final / F / focus_acc (retrained 0.000)" in out and "0.200 / 0.100 / 0.300" in out
+    assert "ceiling F 0.250" in out and "ceiling F 0.500" in out
     assert "focus_acc: accuracy on class: the test images of age group 5" in out
+    # The page beside stability.html, in a real browser: the table, and the plot drawn
+    from selenium.webdriver.common.by import By
+
+    browser.get((tmp_path / "scenarios.html").as_uri())
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    text = browser.find_element(By.ID, "scenarios").text
+    assert "0.200 / 0.100 / 0.300" in text and "ceiling F 0.500" in text
+    (img,) = browser.find_elements(By.TAG_NAME, "img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0
     assert scenario_table(read_splits([a, a])) is None  # one scenario twice: the stability table says it all
 
 

@@ -2,21 +2,28 @@
 
 Each job of such a multirun scores every baseline on one scenario (its own split, original and pool)
 and leaves its scenario in `leaderboard.json` (`scenario_record`). When the multirun ends, the
-stability callback (challenge.reports.stability) also writes `scenarios.json` in the sweep folder and
-prints one table: per method and scenario, the final score, F and the scenario's own figure
-(result.json's `scenario` headline: the forget set's accuracy, or the focus images', e.g. the
-forgotten class's test images), with the retrained pool's figure beside it in the header, since
-that is what a method should come near.
+stability callback (challenge.reports.stability) also writes `scenarios.json` and `scenarios.html`
+(beside `stability.html`) in the sweep folder and prints one table: per method and scenario, the final
+score, F and the scenario's own figure (result.json's `scenario` headline: the forget set's accuracy,
+or the focus images', e.g. the forgotten class's test images), with the retrained pool's figure and
+the scenario's ceiling F (retrained against retrained) in the header, since that is what a method
+should come near.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from challenge.files import write_atomic, write_json
 
 if TYPE_CHECKING:
     from challenge.scoring.result import Result
 
 SCENARIOS_FILE = "scenarios.json"
+SCENARIOS_PAGE = "scenarios.html"
 
 
 def scenario_record(results: dict[str, Result]) -> dict[str, Any] | None:
@@ -50,8 +57,9 @@ def scenario_table(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
         {k: sc[k] for k in ("name", "settings", "headline", "focus", "retrained", "original")} for sc in scenarios
     ]
     by_name = len({sc["name"] for sc in scenarios}) == len(scenarios)  # else the settings tell them apart
-    for column, sc in zip(columns, scenarios):
+    for column, sc, split in zip(columns, scenarios, splits):
         column["label"] = sc["name"] if by_name else _label(sc)
+        column["ceiling_f"] = (split.get("ceiling") or {}).get("forget_quality")
     methods = []
     for name in names:
         cells = []
@@ -74,10 +82,12 @@ def format_scenarios(table: dict[str, Any]) -> str:
     width = max(len(m["name"]) for m in table["methods"])
     cell_w = [max(len(c["label"]), 23) for c in cols]
     heads = [f"{c['headline']} (retrained {_num(c['retrained'])})" for c in cols]
+    ceilings = [f"ceiling F {_num(c.get('ceiling_f'))}" for c in cols]
     cell_w = [max(w, len(h)) for w, h in zip(cell_w, heads)]
     lines = [
         f"{'method':<{width}}  " + "  ".join(f"{c['label']:>{w}}" for c, w in zip(cols, cell_w)),
         f"{'':<{width}}  " + "  ".join(f"{'final / F / ' + h:>{w}}" for h, w in zip(heads, cell_w)),
+        f"{'':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(ceilings, cell_w)),
     ]
     for m in table["methods"]:
         cells = [
@@ -89,6 +99,59 @@ def format_scenarios(table: dict[str, Any]) -> str:
     if focus:
         lines.append("focus_acc: accuracy on " + "; ".join(focus))
     return "\n".join(lines)
+
+
+def write_scenarios(table: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """scenarios.json and scenarios.html (the table as text, and per scenario each method's final score and
+    F against the ceiling) in `folder`, beside the stability page."""
+    import html
+
+    from challenge.reports.leaderboard import _STYLE, _img
+
+    write_json(folder / SCENARIOS_FILE, table, indent=2)
+    title = f"The baselines over {len(table['scenarios'])} forget scenarios"
+    note = (
+        "Each scenario forgets other training images, with its own original model and pool. Per method: final "
+        "score / F / the scenario's own figure; the header gives the retrained models' figure and the ceiling F "
+        "(retrained against retrained), what a method should come near."
+    )
+    body = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="note">{html.escape(note)}</p>',
+        f'<pre id="scenarios">{html.escape(format_scenarios(table))}</pre>',
+        _img(scenarios_plot(table), "final score and forget quality of each method in each scenario"),
+        "</body></html>",
+    ]
+    write_atomic(folder / SCENARIOS_PAGE, "\n".join(body))
+    return folder / SCENARIOS_FILE, folder / SCENARIOS_PAGE
+
+
+def scenarios_plot(table: dict[str, Any]) -> str:
+    """Final score and F per scenario, one line per method; the ceiling F as a dashed line."""
+    from challenge.reports.leaderboard import _figure, _png
+
+    fig = _figure(10.0, 3.6)
+    finals, fs = fig.subplots(1, 2)
+    x = np.arange(len(table["scenarios"]))
+    for m in table["methods"]:
+        for ax, key in ((finals, "final_score"), (fs, "forget_quality")):
+            ys = [np.nan if p.get(key) is None else p[key] for p in m["per_scenario"]]
+            ax.plot(x, ys, marker="o", label=m["name"] if ax is finals else None)
+    fs.plot(
+        x,
+        [np.nan if c.get("ceiling_f") is None else c["ceiling_f"] for c in table["scenarios"]],
+        "k--",
+        label="ceiling F",
+    )
+    for ax, what in ((finals, "final score"), (fs, "forget quality F")):
+        ax.set_xticks(x, [c["label"] for c in table["scenarios"]], rotation=15)
+        ax.set_ylabel(what)
+        ax.set_title(f"{what[0].upper()}{what[1:]} per scenario")
+    finals.legend(fontsize=7, loc="center left", bbox_to_anchor=(2.25, 0.5))
+    fs.legend(fontsize=7)
+    return _png(fig)
 
 
 def _label(sc: dict[str, Any]) -> str:

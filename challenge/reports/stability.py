@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic, write_json
 from challenge.reports.over_splits import format_over_splits, over_splits
-from challenge.reports.scenarios import SCENARIOS_FILE, format_scenarios, scenario_table
+from challenge.reports.scenarios import format_scenarios, scenario_table, write_scenarios
 
 if TYPE_CHECKING:
     from challenge.scoring.row import LeaderboardRow
@@ -271,8 +271,8 @@ def stability_of(folders: list[Path], out: Path) -> dict[str, Any]:
     print(f"\nstability: {out / 'stability.json'}\nplot:      {out / 'stability.html'}")
     table = scenario_table(splits)  # the runs differ in forget scenario: each method per scenario
     if table is not None:
-        write_json(out / SCENARIOS_FILE, table, indent=2)
-        print(f"\n{format_scenarios(table)}\nscenarios: {out / SCENARIOS_FILE}")
+        data, page = write_scenarios(table, out)
+        print(f"\n{format_scenarios(table)}\nscenarios: {data}\npage:      {page}")
     return st
 
 
