@@ -32,7 +32,7 @@ from omegaconf import DictConfig, open_dict
 from challenge.cli import CONF_DIR
 from challenge.data.dataset import FaceData
 from challenge.pool.folder import device_type
-from challenge.scoring.judge import evaluate, load_weights, reference_tensors
+from challenge.scoring.evaluation import evaluate, load_weights, reference_tensors
 from challenge.scoring.run import loaders
 from challenge.scoring.submission import compile_submission, load_submission
 from challenge.scoring.work import write_eval

@@ -39,6 +39,7 @@ RULES: dict[str, Rule] = {
     "pool.threads": Rule(int, ge=1),  # fixed: the thread count changes a model's bits
     "pool.workers": Rule(int, ge=1, nullable=True),
     "pool.pack": Rule(int, ge=1),  # models trained at once in one process (in the fingerprint when > 1)
+    "pool.collateral": Rule(int, ge=0, nullable=True),  # retain and test images with kept outputs; null: |forget|
     "trainer.max_epochs": Rule(int, ge=1),
     "data.num_workers": Rule(int, ge=0),  # 0: load in the main process
     "workers": Rule(int, ge=1, nullable=True),

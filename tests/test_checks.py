@@ -29,6 +29,7 @@ REFUSED = [
     (["score", "x.py"], "scorer.threads=0", "is out of range: it must be >= 1"),
     (["score", "x.py"], "scorer.n_runs=2", "is out of range: it must be >= 3"),
     (["pool"], "pool.threads=1.5", "is not an integer: set it to a whole number >= 1"),
+    (["pool"], "pool.collateral=-1", "is out of range: it must be >= 0"),
     (["pool"], "trainer.max_epochs=true", "is not an integer"),
     (["baseline"], "workers=0", "is out of range"),
     (["submit", "--team", "owls", "x.py"], "scorer.budget_seconds=-1", "is out of range: it must be > 0"),

@@ -28,7 +28,7 @@ def test_a_scored_result_round_trips_bit_for_bit(tmp_path: Path) -> None:
     back = Result.read(path)
     assert back == result and back.to_json() == path.read_text()
     data = json.loads(path.read_text())
-    assert list(data)[:3] == ["schema_version", "status", "message"] and data["schema_version"] == SCHEMA_VERSION == 3
+    assert list(data)[:3] == ["schema_version", "status", "message"] and data["schema_version"] == SCHEMA_VERSION == 4
     # the keys docs and users read, where they always were
     assert data["score"]["forget_quality"] == result.score.forget_quality
     assert data["budget"]["calibration"]["clock"] == "cpu" and data["leaks"][0]["png"] == "iVBORw0KGgo="
@@ -50,8 +50,8 @@ def test_a_rejected_result_is_a_result_too(tmp_path: Path) -> None:
     [
         (None, "no schema version (an earlier kit's)"),
         (1, "schema version 1"),
-        (2, "schema version 2"),
-        (4, "schema version 4"),
+        (3, "schema version 3"),
+        (5, "schema version 5"),
     ],
 )
 def test_a_result_of_another_schema_is_refused_naming_the_file_and_the_fix(
@@ -95,7 +95,7 @@ def test_the_leaderboard_row_gives_scores_json_in_the_bundles_columns() -> None:
         forget_quality=0.2, final_score=0.15, forget_quality_ci=[0.1, 0.3], retain_ratio=0.9, test_ratio=0.8
     )
     row = LeaderboardRow.from_result("m", make_result(score, run_cost=(1.0, 2.0, 3.0), per_run=4.0))
-    attack_keys = ("ulira_accuracy", "klom", "auc_fold")
+    attack_keys = ("ulira_accuracy", "klom", "auc_fold", "retain_f", "test_f")
     assert {k: v for k, v in row.scores().items() if k not in attack_keys} == {
         "final_score": 0.15,
         "forget_quality": 0.2,
@@ -105,8 +105,9 @@ def test_the_leaderboard_row_gives_scores_json_in_the_bundles_columns() -> None:
         "test_ratio": 0.8,
         "seconds_per_run": 2.0,
     }
-    assert all(math.isnan(row.scores()[k]) for k in attack_keys)  # no attacks in make_score: NaN, still a number
-    assert list(row.scores()) == [c.key for c in COLUMNS] and [c.sorting for c in COLUMNS] == ["desc"] * 6 + ["asc"] * 4
+    assert all(math.isnan(row.scores()[k]) for k in attack_keys)  # none in make_score: NaN, still a number
+    assert list(row.scores()) == [c.key for c in COLUMNS]
+    assert [c.sorting for c in COLUMNS] == ["desc"] * 6 + ["asc"] * 4 + ["desc"] * 2
     assert (row.budget_seconds, row.budget_used) == (4.0, pytest.approx((6.0 / 4.0 + 0.01) / 3))
     without_ci = LeaderboardRow.from_score("m", make_score(forget_quality_ci=None), [1.0]).scores()
     assert math.isnan(without_ci["f_ci_low"]) and math.isnan(without_ci["f_ci_high"])  # a number in every column

@@ -24,7 +24,7 @@ from challenge.reports.result import format_result
 from challenge.reports.scenarios import scenario_record, scenario_table
 from challenge.reports.stability import LEADERBOARD_FILE, read_splits, split_record, stability_of
 from challenge.scoring.context import Context
-from challenge.scoring.judge import RunEval
+from challenge.scoring.evaluation import RunEval
 from challenge.scoring.result import Ceiling, Result, Scenario, ScenarioFigure
 from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.scenario import scenario_section

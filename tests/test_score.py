@@ -369,8 +369,10 @@ def test_a_scored_result_reads_back_bit_for_bit_and_its_row_gives_every_leaderbo
         "ulira_accuracy": s.attacks.ulira.balanced_accuracy,
         "klom": s.attacks.klom.mean,
         "auc_fold": s.attacks.auc.mean_fold,
+        "retain_f": s.collateral[0].forget_quality,
+        "test_f": s.collateral[1].forget_quality,
     }
-    assert list(scores) == [c.key for c in COLUMNS] == list(wandb_columns()[4:14])
+    assert list(scores) == [c.key for c in COLUMNS] == list(wandb_columns()[4:16])
     assert [st.n_examples for st in s.strata.strata] == [
         len(r.examples.epsilon) // 3 + (i < len(r.examples.epsilon) % 3) for i in range(3)
     ]
@@ -424,6 +426,9 @@ def test_kaggle_inplace_function_scores_normally(
     assert s.final_score == pytest.approx(s.forget_quality * s.retain_ratio * s.test_ratio)
     assert len(r.runs) == 3 and [run.seed for run in r.runs] == [0, 1, 2]
     assert len(r.examples.epsilon) == len(r.examples.image_id) == s.n_examples
+    # F on the pool's samples of retain and test (pool.collateral: null, as many images as the forget set)
+    assert [(c.part, c.n_examples) for c in s.collateral] == [("retain", s.n_examples), ("test", s.n_examples)]
+    assert all(c.forget_quality_ci[0] <= c.forget_quality <= c.forget_quality_ci[1] for c in s.collateral)
     assert len(r.timing["run_seconds"]) == 3 and r.pool.fingerprint and len(r.submission.sha256) == 64
     assert r.sandbox["isolation"]
     # The fine-tuning done in place (the function returns None) is what was scored, not the original net:
@@ -557,10 +562,10 @@ def test_killed_scorer_resumes_without_rerunning_finished_runs(tiny_pool: None, 
         start_new_session=True,
     )
     outputs = _child_outputs(proc, submission)
-    charged = (
-        outputs.parent.parent / "ledger" / "run-0000.json"
-    )  # what the scorer's meter charged: a run is finished then
-    while not ((outputs / "run-0000.json").exists() and charged.exists()):
+    # What the scorer's meter charged: run 0 is finished then (its record in the outputs lives only until the
+    # scorer takes it, a few milliseconds, which a loaded machine's polls can miss).
+    charged = outputs.parent.parent / "ledger" / "run-0000.json"
+    while not charged.exists():
         assert proc.poll() is None, "the scorer finished before it could be killed"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)

@@ -22,14 +22,9 @@ import torch
 from challenge.competition.ingestion_program import LEDGER, RUNS
 from challenge.errors import ChallengeError, Verdict
 from challenge.files import write_json
-from challenge.scoring.judge import (
-    Attempt,
-    PoolSide,
-    judge_run,
-    judge_submission,
-    read_failure,
-    reference_tensors,
-)
+from challenge.scoring.collateral import PARTS as COLLATERAL_PARTS
+from challenge.scoring.evaluation import judge_run, reference_tensors
+from challenge.scoring.judge import Attempt, PoolSide, judge_submission, read_failure
 from challenge.scoring.protocol import FAILURE, SUBMISSION
 from challenge.scoring.result import Score
 from challenge.scoring.row import LeaderboardRow
@@ -51,13 +46,14 @@ def write_input_data(ctx: Any, folder: Path) -> None:
 def write_reference_data(ctx: Any, folder: Path) -> None:
     """What only the scoring program reads: images with labels to evaluate on, the pool's outputs, the rules."""
     folder.mkdir(parents=True)
-    from challenge.scoring.sections import original_confidences
+    from challenge.scoring.sections import collateral_of, collateral_sizes, original_confidences
 
-    data = reference_tensors(ctx.dm)
-    torch.save(data, folder / "reference.pt")
     entries = ctx.entries
+    data = reference_tensors(ctx.dm, collateral=collateral_sizes(entries))
+    torch.save(data, folder / "reference.pt")
     np.savez(
         folder / "pool.npz",
+        **{f"collateral_{part}": c for part, c in collateral_of(entries).items()},
         confidences=np.stack([e.confidences for e in entries]),
         retain_acc=np.array([e.retain_acc for e in entries]),
         test_acc=np.array([e.test_acc for e in entries]),
@@ -103,7 +99,8 @@ def score_runs(res: Path, ref: Path) -> dict[str, float]:
     spec = NetSpec(**rules["spec"])
     pool = np.load(ref / "pool.npz")
     original = pool["original"] if "original" in pool.files else None
-    side = PoolSide(pool["confidences"], pool["retain_acc"], pool["test_acc"], "the reference data", original)
+    kept = {part: pool[f"collateral_{part}"] for part in COLLATERAL_PARTS if f"collateral_{part}" in pool.files}
+    side = PoolSide(pool["confidences"], pool["retain_acc"], pool["test_acc"], "the reference data", original, kept)
     judged = judge_submission(
         attempt,
         runs,

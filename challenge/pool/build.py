@@ -23,6 +23,7 @@ from challenge.pool.folder import (
     NOT_OUTPUT,
     Pool,
     PoolEntry,
+    collateral_size,
     device_type,
     make_entry,
     pool_models,
@@ -30,8 +31,10 @@ from challenge.pool.folder import (
     with_train,
 )
 from challenge.pool.reference import format_reference, original_metrics, reference
+from challenge.scoring.collateral import PARTS as COLLATERAL_PARTS
+from challenge.scoring.collateral import sampled
 from challenge.scoring.metric import logit_scaled_confidence
-from challenge.training.net import NetSpec, predict_logits, save_net
+from challenge.training.net import NetSpec, logits_in_batches, predict_logits, save_net
 from challenge.training.packed import check_packable, evaluate_pack, fit_pack
 from challenge.training.recipe import evaluate, fit, quiet_lightning, set_threads
 
@@ -70,7 +73,8 @@ def train_member(pool: Pool, cfg: DictConfig, dm: FaceData, seed: int) -> PoolEn
     device = device_type(cfg)
     metrics = evaluate(model.net, dm, ("retain", "forget", "test", "focus"), device)  # focus: none for most splits
     logits, targets = predict_logits(model.net, dm.batches("forget", device=device), device)
-    entry = make_entry(seed, seconds, metrics, logit_scaled_confidence(logits.numpy(), targets.numpy()))
+    confidences = logit_scaled_confidence(logits.numpy(), targets.numpy())
+    entry = make_entry(seed, seconds, metrics, confidences, collateral_outputs(model.net, cfg, dm, device))
     if cfg.pool.keep_checkpoints:
         save_net(model.net, model.spec, dm.data_config(), pool.checkpoint_path(seed), seed=seed)
     pool.commit(entry)
@@ -93,13 +97,26 @@ def train_pack(pool: Pool, cfg: DictConfig, dm: FaceData, seeds: list[int]) -> l
         if read_entry(pool.entry_path(seed)) is not None:
             continue
         confidences = logit_scaled_confidence(logits[index].numpy(), targets.numpy())
-        entry = make_entry(seed, fitted.seconds / len(seeds), figures[index], confidences)
+        net = fitted.net_of(index)
+        collateral = collateral_outputs(net, cfg, dm, device)
+        entry = make_entry(seed, fitted.seconds / len(seeds), figures[index], confidences, collateral)
         if cfg.pool.keep_checkpoints:
-            net = fitted.net_of(index)
             save_net(net, fitted.modules[index].spec, dm.data_config(), pool.checkpoint_path(seed), seed=seed)
         pool.commit(entry)
         entries.append(entry)
     return entries
+
+
+def collateral_outputs(net: torch.nn.Module, cfg: DictConfig, dm: FaceData, device: str) -> dict[str, np.ndarray]:
+    """The net's confidences on the collateral samples of retain and test (challenge.scoring.collateral), in the
+    judge's fixed evaluation batches; empty when pool.collateral is 0."""
+    k, out = collateral_size(cfg, dm), {}
+    for part in COLLATERAL_PARTS if k else ():
+        ds = dm.dataset(part)
+        images, groups = sampled(ds.images[ds.indices], ds.groups[ds.indices], k)
+        logits = logits_in_batches(net, images, dm.eval_batch_size, device)
+        out[part] = logit_scaled_confidence(logits.numpy(), groups.numpy())
+    return out
 
 
 def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str, float]) -> Pool:
@@ -125,8 +142,10 @@ def write_stand_in(cfg: DictConfig, n: int, seconds: float, accuracies: dict[str
     base = logit_scaled_confidence(logits.numpy(), targets.numpy())
     rng = np.random.default_rng(0)
     metrics = {part: {"acc": acc} for part, acc in accuracies.items()}
+    own, other_rng = collateral_outputs(net, cfg, dm, device), np.random.default_rng(1)  # forget's draws unchanged
     for seed in pool.seeds(n):
-        pool.commit(make_entry(seed, seconds, metrics, base + rng.normal(0, 1, len(base))))
+        collateral = {part: c + other_rng.normal(0, 1, len(c)) for part, c in own.items()}
+        pool.commit(make_entry(seed, seconds, metrics, base + rng.normal(0, 1, len(base)), collateral))
     return pool
 
 

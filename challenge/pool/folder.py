@@ -25,6 +25,8 @@ from challenge.data.dataset import FaceData
 from challenge.data.scenarios import check_wired
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_atomic
+from challenge.scoring.collateral import PARTS as COLLATERAL_PARTS
+from challenge.scoring.collateral import sample_size
 
 # The only keys left out of the fingerprint: they cannot change a trained model's bits. Everything
 # else of data/model/trainer is in, so a changed recipe never silently reuses a pool trained otherwise.
@@ -70,7 +72,9 @@ def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
     # Models trained M at a time (challenge.training.pack) run other kernels: their pools are other pools. Left out
     # at 1, the unpacked path, so that every pool built before the key existed keeps its fingerprint.
     pack = int(cfg.pool.get("pack", 1))
+    collateral = collateral_size(cfg, dm)  # outputs on samples of retain and test (challenge.scoring.collateral)
     return {
+        **({"collateral": collateral} if collateral else {}),
         **evaluated_on,
         **({"forget": scenario} if scenario else {}),
         **({"pack": pack} if pack != 1 else {}),
@@ -84,6 +88,11 @@ def fingerprint_config(cfg: DictConfig, dm: FaceData) -> dict[str, Any]:
         "kit_version": challenge.__version__,
         "torch_version": torch.__version__,
     }
+
+
+def collateral_size(cfg: DictConfig, dm: FaceData) -> int:
+    """Images of retain and of test whose outputs each entry keeps: `pool.collateral`, null = the forget set's size."""
+    return sample_size(cfg.pool.get("collateral", 0), len(dm.dataset("forget")))
 
 
 def pool_models(cfg: DictConfig) -> int:
@@ -126,6 +135,8 @@ class PoolEntry:
     # {part: {"acc", "confidence", "n"}} for train/retain/forget/test; None in entries written before
     # the kit stored them (their checksum covers the metadata as it was, so they stay readable).
     metrics: dict[str, dict[str, float]] | None = None
+    # {part: logit-scaled confidences} on the collateral sample of retain and of test (pool.collateral); None when off
+    collateral: dict[str, np.ndarray] | None = None
 
 
 class Pool:
@@ -223,6 +234,13 @@ class Pool:
         """[n models, K forget examples] logit-scaled confidences for the metric."""
         return np.stack([e.confidences for e in self.require(n)])
 
+    def collateral(self, n: int) -> dict[str, np.ndarray]:
+        """{part: [n models, k images]} on the collateral samples; empty where the entries kept none."""
+        entries = self.require(n)
+        if any(e.collateral is None for e in entries):
+            return {}
+        return {part: np.stack([e.collateral[part] for e in entries]) for part in entries[0].collateral}
+
     def mean_retrain_seconds(self, n: int | None = None) -> float:
         entries = self.entries(n)
         if not entries:
@@ -242,8 +260,10 @@ class Pool:
     def commit(self, entry: PoolEntry) -> None:
         buf = io.BytesIO()
         meta = _meta(entry)
+        extra = {f"collateral_{part}": conf for part, conf in (entry.collateral or {}).items()}
         np.savez(
             buf,
+            **extra,
             confidences=entry.confidences,
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
             checksum=np.frombuffer(entry.checksum.encode(), dtype=np.uint8),
@@ -256,14 +276,17 @@ def read_entry(path: Path) -> PoolEntry | None:
     try:
         with np.load(path) as z:
             conf, meta_bytes, checksum = z["confidences"], z["meta"].tobytes(), z["checksum"].tobytes().decode()
+            extra = {part: z[f"collateral_{part}"] for part in COLLATERAL_PARTS if f"collateral_{part}" in z.files}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
-    if _checksum(conf, meta_bytes) != checksum:
+    if _checksum(conf, meta_bytes, extra) != checksum:
         return None
-    return PoolEntry(confidences=conf, checksum=checksum, **json.loads(meta_bytes))
+    return PoolEntry(confidences=conf, checksum=checksum, collateral=extra or None, **json.loads(meta_bytes))
 
 
-def make_entry(seed: int, seconds: float, metrics: dict, confidences: np.ndarray) -> PoolEntry:
+def make_entry(
+    seed: int, seconds: float, metrics: dict, confidences: np.ndarray, collateral: dict[str, np.ndarray] | None = None
+) -> PoolEntry:
     """An entry with the per-part figures of `metrics` (challenge.training.recipe.evaluate's form),
     train added from retain and forget, so that the scorer reports them without evaluating N models."""
     kept = {
@@ -281,8 +304,9 @@ def make_entry(seed: int, seconds: float, metrics: dict, confidences: np.ndarray
         confidences=conf,
         checksum="",
         metrics=kept,
+        collateral={p: np.ascontiguousarray(c, dtype=np.float64) for p, c in (collateral or {}).items()} or None,
     )
-    return replace(entry, checksum=_checksum(conf, json.dumps(_meta(entry)).encode()))
+    return replace(entry, checksum=_checksum(conf, json.dumps(_meta(entry)).encode(), entry.collateral))
 
 
 METRIC_PARTS = ("train", "retain", "forget", "test")  # what an entry keeps; val is the participants' own
@@ -309,8 +333,12 @@ def _meta(entry: PoolEntry) -> dict[str, Any]:
     return meta
 
 
-def _checksum(conf: np.ndarray, meta: bytes) -> str:
-    return hashlib.sha256(np.ascontiguousarray(conf, dtype=np.float64).tobytes() + meta).hexdigest()
+def _checksum(conf: np.ndarray, meta: bytes, collateral: dict[str, np.ndarray] | None = None) -> str:
+    """Over the confidences, the metadata and the collateral outputs (an entry without them: its old checksum)."""
+    h = hashlib.sha256(np.ascontiguousarray(conf, dtype=np.float64).tobytes() + meta)
+    for part in sorted(collateral or {}):
+        h.update(part.encode() + np.ascontiguousarray(collateral[part], dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:

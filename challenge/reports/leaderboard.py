@@ -93,8 +93,9 @@ _COLUMNS = (
     "TA ratio",
     "s/run / budget",
     "U-LiRA / KLoM / AUC",
+    "F retain / test",
 )
-_NUMERIC = (0, 3, 5, 6, 7, 8, 10)  # right-aligned columns
+_NUMERIC = (0, 3, 5, 6, 7, 8, 10, 11)  # right-aligned columns
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -141,6 +142,7 @@ def _cells(i: int, row: LeaderboardRow) -> list[str]:
         _num(row.test_ratio),
         _seconds_text(row),
         _attacks_text(row),
+        "—" if row.retain_f is None and row.test_f is None else f"{_num(row.retain_f)} / {_num(row.test_f)}",
     ]
 
 
@@ -162,6 +164,9 @@ def ceiling_line(rows: list[LeaderboardRow]) -> str | None:
     ci = c.forget_quality_ci
     interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     line = f"ceiling: F = {c.forget_quality:.3f}{interval} (retrained vs retrained, N={c.n_models}, K={c.n_examples})"
+    kept = next((r.kept_ceiling for r in rows if r.kept_ceiling), None)
+    if kept:
+        line += f"; F on retain / test there: {_num(kept[0])} / {_num(kept[1])}"
     a = c.attacks
     if a is None:
         return line
@@ -362,7 +367,8 @@ def write_html(title: str, rows: list[LeaderboardRow], results: dict[str, Result
             "RA/TA ratio: retain/test accuracy of the unlearned models over the retrained ones. "
             "F/ceiling: F over the F of retrained models scored against other retrained ones (what retraining itself "
             "reaches on this pool). U-LiRA / KLoM / AUC: the per-example attacks (docs/metrics.md; lower is better: "
-            "0.5 / 0 / about 0.5 at chance).</p>"
+            "0.5 / 0 / about 0.5 at chance). F retain / test: F on samples of retain and test images, which the "
+            "models should keep (collateral damage: near the ceiling's, unlearning left no trace there).</p>"
         ),
         *(f'<p class="note" id="ceiling">{html.escape(c)}</p>' for c in filter(None, [ceiling_line(rows)])),
         f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from challenge.scoring.collateral import CollateralF
 from challenge.scoring.params import Params
 from challenge.scoring.result import Attacks, Budget, Result, Scenario, Strata
 
@@ -43,6 +44,7 @@ def format_result(r: Result) -> str:
         f"{'membership inference':<22}{mia_text}",
         *attack_lines(sc.attacks),
         *strata_lines(sc.strata),
+        *collateral_lines(sc.collateral),
         *_figure_lines(r.scenario),
         *budget_lines(r.budget),
     ]
@@ -77,6 +79,15 @@ def attack_lines(a: Attacks | None) -> list[str]:
             f"{a.auc.chance:.3f} at chance"
         )
     return lines
+
+
+def collateral_lines(kept: list[CollateralF] | None) -> list[str]:
+    """F on the samples of retain and test: what unlearning did to the images it should keep."""
+    return [
+        f"{'F on ' + c.part + ' (kept)':<22}{c.forget_quality:>9.3f}   {_ci(c.forget_quality_ci)} on {c.n_examples} "
+        f"images" + ("" if c.ceiling is None else f"; retraining itself {c.ceiling:.3f}")
+        for c in kept or []
+    ]
 
 
 def strata_lines(st: Strata | None) -> list[str]:

@@ -125,7 +125,10 @@ def stability(splits: list[dict[str, Any]]) -> dict[str, Any]:
             for s in splits
         ],
         "methods": methods,
-        "over_splits": over_splits({m["name"]: [p and p["final_score"] for p in m["per_split"]] for m in methods}),
+        "over_splits": over_splits(
+            {m["name"]: [p and p["final_score"] for p in m["per_split"]] for m in methods},
+            {m["name"]: [p and p.get("final_se") for p in m["per_split"]] for m in methods},
+        ),
         "tau": _taus(splits, scored, [m["name"] for m in methods]),
         "tau_top": _taus(splits, scored, top),
         "top": top,
@@ -140,7 +143,14 @@ def _method(name: str, scored: list[dict[str, dict[str, Any]]]) -> dict[str, Any
     return {
         "name": name,
         "per_split": [
-            {"rank": p["rank"], "forget_quality": p["forget_quality"], "final_score": p["final_score"]} if p else None
+            {
+                "rank": p["rank"],
+                "forget_quality": p["forget_quality"],
+                "final_score": p["final_score"],
+                "final_se": final_se(p),
+            }
+            if p
+            else None
             for p in per
         ],
         "rank_mean": float(np.mean(ranks)) if ranks else None,
@@ -150,6 +160,14 @@ def _method(name: str, scored: list[dict[str, dict[str, Any]]]) -> dict[str, Any
         "final_mean": float(np.mean(final)) if final else None,
         "final_sd": _sd(final),
     }
+
+
+def final_se(row: dict[str, Any]) -> float | None:
+    """A final score's standard error on its split, from F's interval scaled as the score is (F × the ratios)."""
+    f, ci, final = row.get("forget_quality"), row.get("f_ci"), row.get("final_score")
+    if not ci or not f or final is None:
+        return None
+    return (ci[1] - ci[0]) / (2 * 1.96) * final / f
 
 
 def _sd(xs: list[float]) -> float | None:

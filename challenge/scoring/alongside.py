@@ -5,7 +5,7 @@ test) is a third or more of a one-epoch fine-tune: done after the child, it adds
 scoring. Done on a core the child does not use while the child runs, the scoring waits only for the
 last run's evaluation. Nothing about a verdict or a number changes:
 
-- the evaluation is the judge's own (`judge.judge_run`, the same thread count),
+- the evaluation is the judge's own (`evaluation.judge_run`, the same thread count),
   so its bits are those of an evaluation afterwards (tests/test_score.py checks it);
 - it reads a run's weights where the supervisor moved them as the run ended, out of the child's reach
   (challenge.scoring.supervisor.take), so they are the bytes the judge accepts; anything it raised is left
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from challenge.files import read_regular
-from challenge.scoring.judge import RunEval, judge_run
+from challenge.scoring.evaluation import RunEval, judge_run
 from challenge.scoring.protocol import RECORD, WEIGHTS, run_name
 from challenge.training.recipe import set_threads
 

@@ -16,31 +16,27 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
-import torch
 
 from challenge.errors import ChallengeError, Verdict
 from challenge.files import read_regular
 from challenge.scoring.attacks import attacks, memorisation_groups, strata
 from challenge.scoring.budget import per_run_seconds
 from challenge.scoring.budget import verdict as budget_verdict
+from challenge.scoring.collateral import collateral_f
+from challenge.scoring.evaluation import RunEval
 from challenge.scoring.metric import (
     ForgettingResult,
-    cross_entropy_losses,
     evaluate_forgetting,
-    logit_scaled_confidence,
     membership_inference_audit,
 )
 from challenge.scoring.protocol import CHILD_STATUSES, RECORD, RUN_TIMES, WEIGHTS, Status, run_name
 from challenge.scoring.sandbox.types import Outcome
-from challenge.training.net import NetSpec, accuracy, logits_in_batches
 
 if TYPE_CHECKING:
     from challenge.scoring.settings import Settings
-
-EVAL_PARTS = ("forget", "retain", "test")
 
 
 # -- the child's end -------------------------------------------------------------------------------
@@ -188,107 +184,6 @@ def read_record(path: Path, index: int, keys: tuple[str, ...]) -> dict[str, floa
     return record if ok else None
 
 
-# -- the returned models ---------------------------------------------------------------------------
-def load_weights(spec: NetSpec, path: Path | IO[bytes], index: int) -> torch.nn.Module:
-    """weights_only: a hostile file can describe tensors, never run code in the scorer."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - whatever is in the file, it is not a state dict
-        raise Verdict(
-            "not_a_model", f"run {index}'s weights cannot be read as a state dict ({type(e).__name__})"
-        ) from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise Verdict("not_a_model", f"run {index}'s weights are not a state dict of tensors")
-    net = spec.create()
-    mismatch = _mismatch(net.state_dict(), state)
-    if mismatch:
-        raise Verdict(
-            "wrong_architecture",
-            f"run {index} returned a model that does not fit {spec.name}: {mismatch}; return `net` (changed) or a "
-            "model of the same architecture",
-        )
-    net.load_state_dict(state, strict=True)
-    return net
-
-
-def _mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
-    """What differs, counted and with one example each, so that the verdict stays one line."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    reshaped = [k for k in expected if k in got and got[k].shape != expected[k].shape]
-    parts = [f"{len(missing)} missing tensors (e.g. {missing[0]})"] if missing else []
-    parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
-    if reshaped:
-        k = reshaped[0]
-        parts.append(
-            f"{len(reshaped)} of another shape (e.g. {k}: {list(got[k].shape)} instead of {list(expected[k].shape)})"
-        )
-    return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class RunEval:
-    """The judge's own measurements of one returned model."""
-
-    index: int
-    seed: int
-    retain_acc: float
-    forget_acc: float
-    test_acc: float
-    forget_conf: np.ndarray
-    forget_loss: np.ndarray
-    test_loss: np.ndarray
-    test_correct: np.ndarray  # bool per test image: the scenario's figures on a part of test (its focus images)
-
-
-def reference_tensors(dm: Any, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Images and labels of forget, retain and test, in split order: all the judge evaluates on, moved
-    to the evaluation device once for all the runs."""
-    blob: dict[str, torch.Tensor] = {}
-    for part in EVAL_PARTS:
-        ds = dm.dataset(part)
-        blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices].to(device), ds.groups[ds.indices]
-    return blob
-
-
-@torch.no_grad()
-def evaluate(
-    net: torch.nn.Module,
-    data: dict[str, torch.Tensor],
-    index: int,
-    seed: int,
-    batch_size: int,
-    device: torch.device | str | None = None,
-) -> RunEval:
-    """Forget/retain/test in fixed batches (the batch size changes the bits: a rule), on scorer.device."""
-    out: dict[str, Any] = {}
-    for part in EVAL_PARTS:
-        images, targets = data[f"{part}_images"], data[f"{part}_groups"]
-        logits = logits_in_batches(net, images, batch_size, device)
-        if not torch.isfinite(logits).all():
-            raise Verdict(
-                "non_finite", f"run {index} returned a model whose outputs on {part} images contain NaN or infinity"
-            )
-        out[f"{part}_acc"] = accuracy(logits, targets)
-        out |= {"test_correct": (logits.argmax(1) == targets).numpy()} if part == "test" else {}
-        if part == "forget":
-            out["forget_conf"] = logit_scaled_confidence(logits.numpy(), targets.numpy())
-        if part in ("forget", "test"):
-            out[f"{part}_loss"] = cross_entropy_losses(logits.numpy(), targets.numpy())
-    return RunEval(index=index, seed=seed, **out)
-
-
-def judge_run(
-    spec: NetSpec, weights: Path | IO[bytes], data: dict[str, torch.Tensor], index: int, settings: Settings
-) -> RunEval:
-    """What the judge measures of one run's weights under these settings: the strict load, then the evaluation
-    (the local scorer, its evaluation alongside the child and the Codabench scoring program all call this)."""
-    net = load_weights(spec, weights, index)
-    return evaluate(net, data, index, settings.seed(index), settings.eval_batch_size, settings.device)
-
-
 def score(evals: list[RunEval], pool: PoolSide, settings: Settings) -> tuple[dict[str, Any], ForgettingResult]:
     """The metric on the judge's own measurements, the attacks and strata beside it (challenge.scoring.attacks),
     and the membership-inference audit; the metric's result comes back too, for its per-example epsilons and
@@ -311,6 +206,10 @@ def score(evals: list[RunEval], pool: PoolSide, settings: Settings) -> tuple[dic
     out = {k: v for k, v in res.to_dict().items() if k != "epsilons"}
     out["attacks"] = attacks(unlearned, pool.confidences, settings.attacks, res)
     out["strata"] = strata(unlearned, pool.confidences, pool.original, res)
+    runs = {
+        p: np.stack([e.collateral[p] for e in evals]) for p in pool.collateral if all(p in e.collateral for e in evals)
+    }
+    out["collateral"] = collateral_f(runs, pool.collateral, res)
     try:
         mia = [membership_inference_audit(e.forget_loss, e.test_loss) for e in evals]
         out["mia"], out["mia_per_run"], out["mia_note"] = float(np.mean(mia)), mia, ""
@@ -351,6 +250,7 @@ class PoolSide(NamedTuple):
     test_acc: Any
     where: str
     original: np.ndarray | None = None  # [K]
+    collateral: dict[str, np.ndarray] = {}  # noqa: RUF012 - [N, k] on the collateral samples (never mutated)
 
 
 def judge_submission(

@@ -8,9 +8,8 @@ refused with one line naming it and the fix, never half-read. Bump SCHEMA_VERSIO
 shape, and challenge.__version__ with it, so that the caches (keyed by the pool's fingerprint, which
 holds the kit's version) are not reused.
 
-A rejected submission is a Result too: its status and message, what was known before the verdict
-(submission, pool, settings, params; the sandbox and the price of a retrain once the child ran), and
-None or empty for everything measured.
+A rejected submission is a Result too: its status, message and what was known before the verdict (submission,
+pool, settings, params; the sandbox and the price of a retrain once the child ran), None for what was measured.
 A leaderboard's row is made of a Result in one place: challenge.scoring.row.
 """
 
@@ -26,10 +25,11 @@ from typing import Any
 import challenge
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic
+from challenge.scoring.collateral import CollateralF
 from challenge.scoring.params import Params
 from challenge.scoring.settings import Settings
 
-SCHEMA_VERSION = 3  # 3: the attacks, the strata, the `scenario` section
+SCHEMA_VERSION = 4  # 3: the attacks, the strata, the `scenario` section; 4: score.collateral
 RESULT_FILE = "result.json"
 RESCORE = "re-score it with `challenge score FILE.py scorer.fresh=true` to rewrite it"
 
@@ -96,8 +96,7 @@ class Attacks:
 
 @dataclass(frozen=True)
 class Ceiling:
-    """What retraining itself scores against the reference (challenge.scoring.sections.ceiling): F's ceiling,
-    and the attacks' values where nothing is left to detect (their chance levels on this pool, at this N)."""
+    """What retraining scores against the reference (challenge.scoring.sections.ceiling): F's ceiling, the attacks'."""
 
     forget_quality: float
     forget_quality_ci: list[float] | None
@@ -127,9 +126,9 @@ class Strata:
 
 @dataclass(frozen=True)
 class Score:
-    """The metric's terms (challenge.scoring.metric.ForgettingResult without its per-example epsilons),
-    the membership-inference audit (challenge.scoring.judge.score), the pool's ceiling, and the per-example
-    attacks and F per memorisation stratum (challenge.scoring.attacks; None where not computed)."""
+    """The metric's terms (challenge.scoring.metric.ForgettingResult without its per-example epsilons), the
+    membership-inference audit (challenge.scoring.judge.score), the pool's ceiling, the per-example attacks, F per
+    memorisation stratum (challenge.scoring.attacks) and F on retain and test (challenge.scoring.collateral)."""
 
     forget_quality: float
     final_score: float
@@ -154,6 +153,7 @@ class Score:
     ceiling: Ceiling | None = None
     attacks: Attacks | None = None
     strata: Strata | None = None
+    collateral: list[CollateralF] | None = None  # None where the pool kept no sample
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ SCORE_COLUMNS = (
     Column("ulira_accuracy", "U-LiRA balanced accuracy", "asc"),
     Column("klom", "KLoM", "asc"),
     Column("auc_fold", "Per-example AUC", "asc"),
+    # collateral damage (challenge.scoring.collateral): F on the retain and test samples, higher is better
+    Column("retain_f", "F on retain (collateral)", "desc"),
+    Column("test_f", "F on test (collateral)", "desc"),
 )
 
 
@@ -47,7 +50,8 @@ class LeaderboardRow:
     f_of_ceiling: F over the pool's ceiling's F. p_next: paired P(F > next row's F), or None;
     compared: "paired", "intervals" (a kept file missing) or None (no scored row below); overlap: the
     F intervals overlap; close: not told apart from the next row. ulira_accuracy, klom, auc_fold: the
-    attacks' headlines (mean over examples; None where scorer.attacks left one out).
+    attacks' headlines (mean over examples; None where scorer.attacks left one out). retain_f, test_f: F on the
+    collateral samples of retain and test (None where the pool kept none).
     """
 
     name: str
@@ -75,12 +79,15 @@ class LeaderboardRow:
     ulira_accuracy: float | None = None
     klom: float | None = None
     auc_fold: float | None = None
+    retain_f: float | None = None
+    test_f: float | None = None
+    kept_ceiling: list[float | None] | None = None  # retraining's own F on the retain and test samples
 
     @classmethod
     def from_score(cls, name: str, score: Score, run_cost: list[float], **more: Any) -> "LeaderboardRow":
         """The numbers of a scored submission: all that the Codabench scoring program has (no budget, no files)."""
         top = score.ceiling.forget_quality if score.ceiling else None
-        a = score.attacks
+        a, kept = score.attacks, {c.part: c for c in score.collateral or []}
         return cls(
             name,
             "scored",
@@ -97,6 +104,9 @@ class LeaderboardRow:
             ulira_accuracy=a.ulira.balanced_accuracy if a and a.ulira else None,
             klom=a.klom.mean if a and a.klom else None,
             auc_fold=a.auc.mean_fold if a and a.auc else None,
+            retain_f=kept["retain"].forget_quality if "retain" in kept else None,
+            test_f=kept["test"].forget_quality if "test" in kept else None,
+            kept_ceiling=[kept[p].ceiling if p in kept else None for p in ("retain", "test")] if kept else None,
             **more,
         )
 

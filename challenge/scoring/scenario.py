@@ -18,7 +18,7 @@ from challenge.data.splits import Split
 from challenge.pool import PoolEntry
 from challenge.pool.reference import original_metrics
 from challenge.scoring.context import Context
-from challenge.scoring.judge import RunEval
+from challenge.scoring.evaluation import RunEval
 from challenge.scoring.result import Scenario, ScenarioFigure
 
 FOCUS = {

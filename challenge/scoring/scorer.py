@@ -35,16 +35,9 @@ from challenge.scoring.compare import (
     CONFIDENCES_FILE,
 )
 from challenge.scoring.context import Context, budget_exempt, prepare
+from challenge.scoring.evaluation import RunEval, judge_run, reference_tensors
 from challenge.scoring.gpu import gpu_for
-from challenge.scoring.judge import (
-    Attempt,
-    RunEval,
-    judge_run,
-    judge_submission,
-    read_failure,
-    reference_tensors,
-    run_budget,
-)
+from challenge.scoring.judge import Attempt, judge_submission, read_failure, run_budget
 from challenge.scoring.params import Params
 from challenge.scoring.params import resolve as resolve_params
 from challenge.scoring.protocol import (
@@ -70,11 +63,13 @@ from challenge.scoring.sections import (
     budget_section,
     calibration_of,
     ceiling,
+    collateral_sizes,
     confidence_samples,
     examples,
     keep_confidences,
     original_confidences,
     pool_side,
+    with_collateral_ceiling,
 )
 from challenge.scoring.settings import Settings
 from challenge.scoring.stage import stage
@@ -235,7 +230,7 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: Resu
     start = time.perf_counter()
     timing: dict[str, Any] = {}
     try:
-        data = reference_tensors(ctx.dm, ctx.settings.device)
+        data = reference_tensors(ctx.dm, ctx.settings.device, collateral_sizes(ctx.entries))
         attempt, outside, early = run_child(ctx, work, box, submission, base.params, logs, timing, data)
         charges = [work.ledger(i) for i in range(ctx.settings.n_runs)]
         judged = judge_submission(
@@ -256,7 +251,8 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: Resu
     timing["evaluation_seconds"] = judged.evaluation_seconds  # what the scoring waited for after the child
     budget = budget_section(work, ctx.settings, judged.charges, outside)
     evals, metric, eps = judged.evals, judged.metric, judged.metric.epsilons
-    score = Score(**judged.score, ceiling=ceiling(ctx))
+    collateral = with_collateral_ceiling(ctx, judged.score["collateral"])
+    score = Score(**judged.score | {"collateral": collateral}, ceiling=ceiling(ctx))
     timing["total_seconds"] = time.perf_counter() - start
     mia = score.mia_per_run or [None] * len(evals)
     runs = [

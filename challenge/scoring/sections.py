@@ -6,7 +6,7 @@ confidences that paired comparisons read.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,22 @@ from challenge.files import write_atomic, write_with
 from challenge.pool import PoolEntry
 from challenge.scoring.attacks import attacks
 from challenge.scoring.budget import Budget, read_calibration
+from challenge.scoring.collateral import CollateralF
 from challenge.scoring.compare import (
     Confidences,
     draw_key,
     write_confidences,
 )
 from challenge.scoring.context import Context
-from challenge.scoring.judge import (
-    PoolSide,
-    RunEval,
+from challenge.scoring.evaluation import RunEval
+from challenge.scoring.judge import PoolSide
+from challenge.scoring.metric import (
+    ForgettingResult,
+    evaluate_forgetting,
+    forget_score,
+    logit_scaled_confidence,
+    per_example_epsilon,
 )
-from challenge.scoring.metric import ForgettingResult, evaluate_forgetting, logit_scaled_confidence
 from challenge.scoring.protocol import (
     CALIBRATION,
 )
@@ -130,14 +135,40 @@ def ceiling(ctx: Context) -> Ceiling | None:
 
 def pool_side(entries: list[PoolEntry], where: str, original: np.ndarray | None = None) -> PoolSide:
     """Retrained models as the metric takes them: [N, K] forget confidences, retain and test accuracies (and
-    the original's forget confidences, for the memorisation strata)."""
+    the original's forget confidences, for the memorisation strata; the collateral samples' confidences)."""
     return PoolSide(
         np.stack([e.confidences for e in entries]),
         [e.retain_acc for e in entries],
         [e.test_acc for e in entries],
         where,
         original,
+        collateral_of(entries),
     )
+
+
+def collateral_of(entries: list[PoolEntry]) -> dict[str, np.ndarray]:
+    """{part: [N, k]} on the collateral samples; empty unless every entry kept them."""
+    if not entries or any(e.collateral is None for e in entries):
+        return {}
+    return {part: np.stack([e.collateral[part] for e in entries]) for part in entries[0].collateral}
+
+
+def with_collateral_ceiling(ctx: Context, collateral: list[CollateralF] | None) -> list[CollateralF] | None:
+    """Each part's F as retraining itself scores it (the held-out half of the pool against the reference; a point
+    estimate): what a method's F on images it should keep can come near at this N and k."""
+    held, ref = collateral_of(ctx.held_out), collateral_of(ctx.entries)
+    out = []
+    for c in collateral or []:
+        top = None
+        if c.part in held and c.part in ref:
+            top = forget_score(per_example_epsilon(held[c.part], ref[c.part]), len(held[c.part]))
+        out.append(replace(c, ceiling=top))
+    return out or None
+
+
+def collateral_sizes(entries: list[PoolEntry]) -> dict[str, int]:
+    """How many images of each part the pool kept outputs on: the judge evaluates the runs on the same ones."""
+    return {part: c.shape[1] for part, c in collateral_of(entries).items()}
 
 
 def original_confidences(ctx: Context, data: dict[str, torch.Tensor]) -> np.ndarray:

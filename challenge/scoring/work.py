@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from challenge.files import content_hash, write_json, write_with
-from challenge.scoring.judge import RunEval, read_record, run_budget
+from challenge.scoring.evaluation import RunEval
+from challenge.scoring.judge import read_record, run_budget
 from challenge.scoring.protocol import RECORD, RUN_TIMES, WEIGHTS, run_index, run_name
 from challenge.scoring.result import SCHEMA_VERSION
 from challenge.scoring.settings import Settings
