@@ -82,3 +82,29 @@ def test_the_sample_size_is_in_the_fingerprint_and_off_leaves_it_as_before(tmp_p
         prints[value] = fingerprint_config(cfg, dm)
     assert prints["null"]["collateral"] == len(dm.dataset("forget"))  # as many as the forget set
     assert prints["7"]["collateral"] == 7 and "collateral" not in prints["0"]
+
+
+def test_a_kept_evaluation_reads_back_with_its_collateral_confidences(tmp_path: Path) -> None:
+    """The scorer keeps each run's evaluation (challenge.scoring.work), so a resumed scoring judges it again
+    without the weights: the collateral samples' confidences come back as written, and without pickle."""
+    from challenge.scoring.evaluation import RunEval
+    from challenge.scoring.work import read_eval, write_eval
+
+    e = RunEval(
+        2,
+        7,
+        0.5,
+        0.25,
+        0.75,
+        np.arange(3.0),
+        np.ones(3),
+        np.ones(4),
+        np.array([True, False, True, True]),
+        {"retain": np.arange(5.0), "test": np.arange(2.0)},
+    )
+    write_eval(tmp_path / "run.npz", e)
+    back = read_eval(tmp_path / "run.npz")
+    assert (back.index, back.seed, back.retain_acc, back.test_acc) == (2, 7, 0.5, 0.75)
+    assert back.collateral.keys() == e.collateral.keys()
+    assert all(np.array_equal(back.collateral[p], e.collateral[p]) for p in e.collateral)
+    assert np.array_equal(back.test_correct, e.test_correct) and np.array_equal(back.forget_conf, e.forget_conf)

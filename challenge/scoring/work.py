@@ -125,7 +125,10 @@ def _regular(path: Path) -> bool:
 
 
 def write_eval(path: Path, e: RunEval) -> None:
-    write_with(path, lambda tmp: np.savez(tmp, **{k: np.asarray(v) for k, v in asdict(e).items()}))
+    """Arrays only (the collateral samples' confidences one array per part), read back without pickle."""
+    fields = {k: np.asarray(v) for k, v in asdict(e).items() if k != "collateral"}
+    kept = {f"collateral_{part}": conf for part, conf in e.collateral.items()}
+    write_with(path, lambda tmp: np.savez(tmp, **fields, **kept))
 
 
 def read_eval(path: Path) -> RunEval:
@@ -135,6 +138,6 @@ def read_eval(path: Path) -> RunEval:
         k: int(raw[k]) if k in ("index", "seed") else float(raw[k])
         for k in ("index", "seed", "retain_acc", "forget_acc", "test_acc")
     }
-    arrays = {k: raw[k] for k in ("forget_conf", "forget_loss", "test_loss")}
-    # an evaluation cached before the kit kept test_correct: no per-image figures (the scenario's focus_acc is None)
-    return RunEval(**scalars, **arrays, test_correct=raw.get("test_correct", np.zeros(0, dtype=bool)))
+    arrays = {k: raw[k] for k in ("forget_conf", "forget_loss", "test_loss", "test_correct")}
+    kept = {k.removeprefix("collateral_"): v for k, v in raw.items() if k.startswith("collateral_")}
+    return RunEval(**scalars, **arrays, collateral=kept)
