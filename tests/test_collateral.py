@@ -11,23 +11,10 @@ from hydra.utils import instantiate
 from challenge.pool import Pool
 from challenge.pool.folder import _checksum, fingerprint_config, make_entry, read_entry
 from challenge.scoring.collateral import collateral_f, sample_positions
-from challenge.scoring.metric import evaluate_forgetting
 from tests.conftest import TINY, compose_config
+from tests.test_attacks import _metric
 
 N, K = 16, 120
-
-
-def _metric(u: np.ndarray, r: np.ndarray):  # noqa: ANN202 - the metric's own result type
-    acc = [0.9] * len(u)
-    return evaluate_forgetting(
-        u,
-        r,
-        retain_acc_unlearned=acc,
-        retain_acc_retrained=acc,
-        test_acc_unlearned=acc,
-        test_acc_retrained=acc,
-        n_bootstrap=30,
-    )
 
 
 def test_the_sample_is_evenly_spaced_over_the_part_and_the_same_every_time() -> None:
