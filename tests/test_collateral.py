@@ -43,10 +43,7 @@ def test_f_on_kept_images_is_high_where_nothing_changed_and_low_where_unlearning
 
 
 def test_an_entry_keeps_its_collateral_outputs_under_its_checksum(tmp_path: Path) -> None:
-    cfg = compose_config("pool", TINY, tmp_path)
-    dm = instantiate(cfg.data)
-    dm.setup()
-    pool = Pool.for_config(cfg, dm)
+    pool = Pool(tmp_path / "pool", {"a pool of its own": True})  # never the session cache's tiny pool
     pool.create()
     kept = {"retain": np.arange(5.0), "test": np.arange(3.0)}
     entry = make_entry(1000, 1.0, {p: {"acc": 0.5} for p in ("retain", "forget", "test")}, np.ones(4), kept)

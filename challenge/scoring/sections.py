@@ -147,10 +147,14 @@ def pool_side(entries: list[PoolEntry], where: str, original: np.ndarray | None 
 
 
 def collateral_of(entries: list[PoolEntry]) -> dict[str, np.ndarray]:
-    """{part: [N, k]} on the collateral samples; empty unless every entry kept them."""
-    if not entries or any(e.collateral is None for e in entries):
+    """{part: [N, k]} on the collateral samples; empty unless every entry kept the same ones (the size is in the
+    fingerprint, so only entries written by hand differ: no collateral F then, rather than a crash)."""
+    first = entries[0].collateral if entries else None
+    if not first or any(e.collateral is None or e.collateral.keys() != first.keys() for e in entries):
         return {}
-    return {part: np.stack([e.collateral[part] for e in entries]) for part in entries[0].collateral}
+    if any(e.collateral[p].shape != first[p].shape for e in entries for p in first):
+        return {}
+    return {part: np.stack([e.collateral[part] for e in entries]) for part in first}
 
 
 def with_collateral_ceiling(ctx: Context, collateral: list[CollateralF] | None) -> list[CollateralF] | None:
