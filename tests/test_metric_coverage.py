@@ -91,7 +91,7 @@ def coverage(pop: Population, k: int, n_bootstrap: int, trials: int, truth_colum
     for t in range(trials):
         u, r = pop.draw(rng, N_MODELS, k)
         f = forget_score(_epsilons(u, r, DELTA, "grid"), N_MODELS)
-        (lo, hi), _ = _bootstrap_ci(u, r, f, DELTA, "grid", n_bootstrap, 0.95, seed=100 + t)
+        (lo, hi), _, _ = _bootstrap_ci(u, r, f, DELTA, "grid", n_bootstrap, 0.95, seed=100 + t)
         two_way += lo <= truth <= hi
         lo, hi = models_only_ci(u, r, f, n_bootstrap, seed=100 + t)
         models_only += lo <= truth <= hi
