@@ -234,13 +234,6 @@ class Pool:
         """[n models, K forget examples] logit-scaled confidences for the metric."""
         return np.stack([e.confidences for e in self.require(n)])
 
-    def collateral(self, n: int) -> dict[str, np.ndarray]:
-        """{part: [n models, k images]} on the collateral samples; empty where the entries kept none."""
-        entries = self.require(n)
-        if any(e.collateral is None for e in entries):
-            return {}
-        return {part: np.stack([e.collateral[part] for e in entries]) for part in entries[0].collateral}
-
     def mean_retrain_seconds(self, n: int | None = None) -> float:
         entries = self.entries(n)
         if not entries:

@@ -13,9 +13,12 @@ the people), the same for the pool and the judge, and its size is in the pool's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 PARTS = ("retain", "test")
 
@@ -43,10 +46,12 @@ def sample_positions(n: int, k: int) -> np.ndarray:
     return (np.arange(k) * n) // k if k else np.zeros(0, np.int64)
 
 
-def sampled(images: Any, groups: Any, k: int) -> tuple[Any, Any]:
+def sampled(images: torch.Tensor, groups: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The sample's images and labels out of a part's (tensors in split order)."""
-    positions = sample_positions(len(images), k)
-    return images[positions], groups[positions]
+    import torch  # here: result.json's types import this module, and reading a result needs no torch
+
+    positions = torch.from_numpy(sample_positions(len(images), k))  # on the CPU: it indexes a tensor on any device
+    return images[positions.to(images.device)], groups[positions.to(groups.device)]
 
 
 def collateral_f(

@@ -18,7 +18,7 @@ import torch
 
 from challenge.errors import Verdict
 from challenge.scoring.collateral import PARTS as COLLATERAL_PARTS
-from challenge.scoring.collateral import sample_positions
+from challenge.scoring.collateral import sampled
 from challenge.scoring.metric import cross_entropy_losses, logit_scaled_confidence
 from challenge.training.net import NetSpec, accuracy, logits_in_batches
 
@@ -93,11 +93,9 @@ def reference_tensors(
     for part in EVAL_PARTS:
         ds = dm.dataset(part)
         blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices].to(device), ds.groups[ds.indices]
-    for part, k in (collateral or {}).items():
-        at = torch.from_numpy(sample_positions(len(blob[f"{part}_groups"]), k))
-        blob[f"collateral_{part}_images"], blob[f"collateral_{part}_groups"] = (
-            blob[f"{part}_images"][at.to(device)],
-            blob[f"{part}_groups"][at],
+    for part, k in (collateral or {}).items():  # the pool's own sample (challenge.pool.build.collateral_outputs)
+        blob[f"collateral_{part}_images"], blob[f"collateral_{part}_groups"] = sampled(
+            blob[f"{part}_images"], blob[f"{part}_groups"], k
         )
     return blob
 
