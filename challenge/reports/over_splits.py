@@ -95,12 +95,12 @@ def over_splits(
     rows.sort(key=lambda r: (r["splits"] < n or r["final_ci"] is None, -(r["final_mean"] or 0.0), r["name"]))
     ranked = [r for r in rows if r["splits"] == n and r["final_ci"] is not None]
     for i, row in enumerate(ranked):
-        beaten_by = [a["name"] for a in ranked[:i] if apart(a["name"], row["name"])[0]]
+        tests = [(a["name"], *apart(a["name"], row["name"])) for a in ranked[:i]]  # each method above against it
+        beaten_by = [name for name, won, _ in tests if won]
         row["separated_below"] = beaten_by  # the methods that beat this one over the splits
         row["rank"] = 1 + len(beaten_by)
-        above = ranked[i - 1] if i else None
-        row["diff_ci_to_above"] = apart(above["name"], row["name"])[1] if above else None
-        row["tied_with_above"] = bool(above) and above["name"] not in beaten_by
+        row["diff_ci_to_above"] = tests[-1][2] if tests else None  # the neighbour above: the last tested
+        row["tied_with_above"] = bool(tests) and not tests[-1][1]
     counts = [r["rank"] for r in ranked]
     shared = {k for k in counts if counts.count(k) > 1}
     for row in rows:  # a method some split did not score (it crashed there) is listed, not ranked
