@@ -4,6 +4,7 @@ real browser, and the Codabench bundle checked against Codabench's v2 rules and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from tests.postgres import PASSWORD, USER, Server, free_port
 from tests.results import make_result, make_score, rejected
 
 SUBMISSIONS = REPO / "tests" / "submissions"
+TEMPLATE = REPO / "submissions" / "template.py"
 FAST_WORKERS = [
     "competition.worker.lease_seconds=6",
     "competition.worker.poll_seconds=1",
@@ -885,3 +887,70 @@ def test_cli_flags_and_overrides_mix(tmp_path: Path) -> None:
     )
     help_text = run_cli("submit", "--help").stdout
     assert "--team" in help_text and "Hydra override" in help_text
+
+
+# -- finalize's re-scoring of the leaders -------------------------------------------------------------------
+RESCORE = ["competition.finalize.top_k=2", "competition.finalize.n_runs=4"]
+STAND_IN_ACCURACIES = {"retain": 0.5, "forget": 0.3, "test": 0.4}
+
+
+def test_finalize_rescores_the_leaders_at_a_larger_n_and_ranks_them_first(tmp_path: Path) -> None:
+    """bats leads the private phase (stored numbers) but its file raises when scored again at N=4: the final
+    ranking puts owls (the template, really scored with 4 runs against 4 retrained models) first, then bats,
+    then cats (third: not re-scored). An interrupted finalize resumes: what was stored is not scored again."""
+    from challenge.competition.phases import phase_config, phases
+    from challenge.competition.rescoring import rescore
+    from challenge.pool import write_stand_in
+
+    overrides = [*new_competition(tmp_path), f"paths.cache_dir={tmp_path / 'cache'}", *FAST_WORKERS, *RESCORE]
+    cfg = compose_config("competition", overrides, tmp_path / "out")
+    all_phases = phases(cfg)
+    for phase, n in zip(all_phases, (3, 4)):  # stand-in pools of their own (the private one at the re-scoring's N)
+        write_stand_in(
+            phase_config(cfg, phase), n, seconds=10.0, accuracies={"retain": 0.5, "forget": 0.3, "test": 0.4}
+        )
+    store = Store(tmp_path / "competition.db")
+    check = in_transaction_checks(Limits(None, None))
+    files = {"owls": TEMPLATE.read_bytes(), "bats": (SUBMISSIONS / "raises.py").read_bytes(), "cats": b"# c\n"}
+    private = {"owls": 0.20, "bats": 0.30, "cats": 0.10}
+    for team, content in files.items():
+        sid = store.add(team, f"{team}.py", content, hashlib.sha256(content).hexdigest(), time.time(), check)
+        store.claim("w", 60, 3)
+        results = {p: fake_result(private[team], 0.5, (0.4, 0.6)) for p in ("public", "private")}
+        store.finish(sid, "w", "scored", "scored", "scored on public, private", results)
+    said: list[str] = []
+    assert rescore(cfg, store, all_phases, said.append) == [2, 1]  # bats, owls: the private order
+    rescored = store.results("private@4")
+    assert {sid: (r.status, r.settings.n_runs, r.pool.models) for sid, r in rescored.items()} == {
+        1: ("scored", 4, 4),
+        2: ("raised", 4, 4),
+    }
+    assert store.last_event("finalize") is None  # not recorded until every leader is re-scored
+    fin = run_cli("competition", "finalize", *overrides)
+    assert fin.returncode == 0, fin.stderr
+    assert "top 2 at N=4 (2 already done)" in fin.stdout
+    final = fin.stdout[fin.stdout.index("final ranking (the private phase's top 2 scored again with N=4 runs)") :]
+    assert final.index("owls") < final.index("bats") < final.index("cats")
+    owls = next(line for line in final.splitlines() if "owls" in line)
+    assert f"{rescored[1].score.final_score:.3f}" in owls  # its N=4 score, not the stored 0.200
+    assert Store(tmp_path / "competition.db").last_event("finalize")[1] == {"rescored": "private@4", "ids": [2, 1]}
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        (["competition.finalize.top_k=-1"], "competition.finalize.top_k=-1 is not a count"),
+        (["competition.finalize.top_k=2"], "competition.finalize.n_runs=None is not a number of runs"),
+        (
+            RESCORE[:1] + ["competition.finalize.n_runs=3"],
+            "competition.finalize.n_runs=3 is not more than scorer.n_runs=3",
+        ),
+    ],
+)
+def test_finalize_refuses_a_rescoring_it_cannot_do_before_touching_the_store(
+    overrides: list[str], problem: str, tmp_path: Path
+) -> None:
+    from challenge.competition.rescoring import Rescoring
+
+    with pytest.raises(ChallengeError, match=re.escape(problem)):
+        Rescoring.from_config(compose_config("competition", [*TINY, *overrides], tmp_path))

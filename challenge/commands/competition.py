@@ -128,20 +128,29 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
         Store(store_location(cfg)),
         phases(cfg),
     )  # a store that cannot be opened is said before the heavy imports
-    from challenge.competition.leaderboard import standings
+    from challenge.competition.leaderboard import final_standings, standings
     from challenge.reports.leaderboard import leaderboard_table, write_html
 
     public = all_phases[0].name
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
-    tables = {
-        p.name: standings(store, public, p.name, competition_root(cfg)) for p in shown
-    }  # root: the kept confidences
+    root = competition_root(cfg)  # the kept confidences
+    tables = {p.name: standings(store, public, p.name, root) for p in shown}
+    rescored = finalized[1].get("rescored") if finalized else None
     for p in shown:
-        label = "final ranking" if finalized and p is all_phases[-1] else "leaderboard"
-        print(f"{cfg.competition.title}: {p.name} phase, {label}")
+        final = finalized and p is all_phases[-1]
+        print(
+            f"{cfg.competition.title}: {p.name} phase, {'final ranking' if final and not rescored else 'leaderboard'}"
+        )
         print(leaderboard_table(tables[p.name][0]))
         print()
+    if rescored:
+        last = all_phases[-1].name
+        tables[rescored] = final_standings(store, public, last, rescored, root)
+        k, runs = len(finalized[1].get("ids", [])), rescored.rsplit("@", 1)[1]
+        print(f"{cfg.competition.title}: final ranking (the {last} phase's top {k} scored again with N={runs} runs)")
+        print(leaderboard_table(tables[rescored][0]))
+        print(f"rows 1-{k}: scored again with N={runs}, ranked first; the rows below keep their {last} phase score\n")
     counts = store.counts()
     state = (
         f"finalized {datetime.fromtimestamp(finalized[0], timezone.utc):%Y-%m-%d %H:%M UTC}"
@@ -149,9 +158,10 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
         else "private scores hidden until `challenge competition finalize`"
     )
     print(f"{sum(counts.values())} submissions: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {state}")
-    last = shown[-1].name
+    last = rescored or shown[-1].name
     if args.html:
-        title = f"{cfg.competition.title}: {last} phase" + (" (final ranking)" if finalized else "")
+        title = f"{cfg.competition.title}: " + (f"final ranking ({last})" if rescored else f"{last} phase")
+        title += " (final ranking)" if finalized and not rescored else ""
         print(f"page: {write_html(title, tables[last][0], tables[last][1], args.html)}")
     log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()})
 
@@ -192,10 +202,18 @@ def log_to_wandb(cfg: DictConfig, tables: dict[str, list[LeaderboardRow]]) -> No
 
 
 def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
-    store = Store(store_location(cfg))
+    """With competition.finalize.top_k, the leaders are scored again at the larger N first (resumable: what was
+    stored is kept), and the finalization is recorded only once they all are."""
+    from challenge.competition.rescoring import Rescoring, rescore, rescored_phase
+
+    store, all_phases = Store(store_location(cfg)), phases(cfg)
+    rescoring = Rescoring.from_config(cfg)
     done = store.last_event("finalize")
     if done is None:
-        store.finalize()
+        store.check_settled()
+        ids = rescore(cfg, store, all_phases)
+        detail = {"rescored": rescored_phase(all_phases[-1], rescoring), "ids": ids} if rescoring.top_k else {}
+        store.finalize(detail)
         print(f"competition {cfg.competition.name} finalized: the private ranking is now shown")
     else:
         print(

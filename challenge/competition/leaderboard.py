@@ -30,16 +30,29 @@ def standings(
     """
     phase = phase or public
     subs = store.submissions()
-    chosen, shown = store.results(public), store.results(phase)
-    best: dict[str, Submission] = {}
-    for sub in subs:  # in submission order, so that a tie goes to the earlier file
-        if sub.status == "scored" and sub.id in shown and _final(chosen, sub) > _final(chosen, best.get(sub.team)):
-            best[sub.team] = sub
+    shown = store.results(phase)
+    best = _best(subs, store.results(public), shown)
     latest = {s.team: s for s in subs if s.team not in best}
     rows = [_row(s, LeaderboardRow.from_result(_name(s), shown[s.id], _folder(root, s, phase))) for s in best.values()]
     rows += [_row(s, LeaderboardRow(_name(s), s.verdict or s.status, s.message or "")) for s in latest.values()]
     results = {_name(s): shown[s.id] for s in best.values()}
     return rank(rows), results
+
+
+def ranked_submissions(store: Store, public: str, phase: str) -> list[Submission]:
+    """Each team's ranked submission that `phase` scored, best `phase` score first (ties: the earlier file)."""
+    shown = store.results(phase)
+    best = [s for s in _best(store.submissions(), store.results(public), shown).values() if shown[s.id].score]
+    return sorted(best, key=lambda s: (-_final(shown, s), s.id))
+
+
+def _best(subs: list[Submission], chosen: dict[int, Result], shown: dict[int, Result]) -> dict[str, Submission]:
+    """Each team's best public submission among those `shown` has a result for."""
+    best: dict[str, Submission] = {}
+    for sub in subs:  # in submission order, so that a tie goes to the earlier file
+        if sub.status == "scored" and sub.id in shown and _final(chosen, sub) > _final(chosen, best.get(sub.team)):
+            best[sub.team] = sub
+    return best
 
 
 def _final(results: dict[int, Result], sub: Submission | None) -> float:
@@ -59,3 +72,15 @@ def _folder(root: Path | None, sub: Submission, phase: str) -> Path | None:
 def _row(sub: Submission, row: LeaderboardRow) -> LeaderboardRow:
     submitted = datetime.fromtimestamp(sub.submitted_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return replace(row, team=sub.team, submitted=submitted)
+
+
+def final_standings(
+    store: Store, public: str, last: str, rescored: str, root: Path | None = None
+) -> tuple[list[LeaderboardRow], dict[str, Result]]:
+    """The final ranking after a re-scoring of the leaders (challenge.competition.rescoring): the re-scored teams
+    first, ranked by their `rescored` results, then every other team as the `last` phase ranks it."""
+    top, top_results = standings(store, public, rescored, root)
+    teams = {row.team for row in top if row.name in top_results}
+    rest, rest_results = standings(store, public, last, root)
+    rows = rank(row for row in top if row.team in teams) + [row for row in rest if row.team not in teams]
+    return rows, {**{k: v for k, v in rest_results.items() if k not in top_results}, **top_results}

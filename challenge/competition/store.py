@@ -232,6 +232,16 @@ class Store:
             self._set_final(submission_id, status, verdict, message, time.time())
         return True
 
+    def store_result(self, submission_id: int, phase: str, result: Result) -> None:
+        """One more phase's result for a submission already judged (finalize's re-scoring), replacing an earlier one."""
+        score = result.score.final_score if result.score else None
+        with self._transaction():
+            self._run("DELETE FROM results WHERE submission_id = ? AND phase = ?", (submission_id, phase))
+            self._run(
+                "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
+                (submission_id, phase, result.status, score, result.to_json()),
+            )
+
     def release(self, submission_id: int, worker: str) -> None:
         """Give a claim back untouched (the scorer itself failed): it is queued again at once."""
         with self._transaction():
@@ -280,18 +290,23 @@ class Store:
         with self._transaction():
             self._run("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (time.time(), kind, json.dumps(detail)))
 
-    def finalize(self) -> float:
+    def finalize(self, detail: dict[str, Any] | None = None) -> float:
         """Record the finalization, refused while submissions wait: every one must count or fail."""
         with self._transaction(serial=True):
-            pending = self._run("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
-            if pending:
-                raise ChallengeError(
-                    f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then "
-                    "finalize"
-                )
+            self.check_settled()
             now = time.time()
-            self._run("INSERT INTO events (at, kind, detail) VALUES (?, 'finalize', '{}')", (now,))
+            self._run(
+                "INSERT INTO events (at, kind, detail) VALUES (?, 'finalize', ?)", (now, json.dumps(detail or {}))
+            )
         return now
+
+    def check_settled(self) -> None:
+        pending = self._run("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running')").fetchone()[0]
+        if pending:
+            raise ChallengeError(
+                f"{pending} submission(s) are still queued or running: let `challenge worker` finish them, then "
+                "finalize"
+            )
 
     def last_event(self, kind: str) -> tuple[float, dict[str, Any]] | None:
         row = self._run("SELECT at, detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
