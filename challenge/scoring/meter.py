@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from challenge.scoring.settings import Settings
 
 
+_LOOKAHEAD = 4  # runs whose markers one poll looks for: a poll rarely sees more than one run end, never four
+
+
 class Reading(NamedTuple):
     """One poll: the tree's CPU seconds, the wall clock less its waits for a CPU, and those waits."""
 
@@ -108,8 +111,15 @@ class Meter:
         self.records: dict[int, dict[str, float]] = {}
         self.calibration: dict[str, Any] | None = None
         self.kit_run = {"cpu": 0.0, "wall": 0.0}  # the kit's own part of a fresh run, credited to each run
+        self.present: set[str] | None = None  # the markers seen before this poll's reading (None: look now)
 
     def __call__(self, tree: Any) -> str | None:
+        # The markers first, the clocks after: a marker is written once the process it ends has been reaped, so a
+        # reading taken after the marker was seen holds all of that process's CPU. Read the other way round, a
+        # process that had exited but was not reaped yet (a zombie: in no count) could be missed by the reading
+        # the marker is then charged against; under load (a starved parent, a late poll) that lost whole runs,
+        # and charged them to the work outside the runs.
+        self.present = self._markers_present()
         # The wall clock, less the time the child waited for a CPU (load it did not cause).
         starved = tree.starved_seconds()
         now = time.monotonic() - starved
@@ -121,9 +131,20 @@ class Meter:
             return stopped
         return self._over(cpu, now)
 
+    def _markers_present(self) -> set[str] | None:
+        """The kit's files this poll may act on that exist now: the calibration, the next runs' markers."""
+        names = [CALIBRATION] + [
+            f"{n}{ext}" for n in self.names[self.pos : self.pos + _LOOKAHEAD] for ext in (START, END)
+        ]
+        return {name for name in names if (self.outputs / name).exists()}
+
+    def _exists(self, name: str) -> bool:
+        """Whether the marker counts at this poll: it existed before the clocks were read (at the end: now)."""
+        return name in self.present if self.present is not None else (self.outputs / name).exists()
+
     def _take_calibration(self, cpu: float) -> None:
         path = self.outputs / CALIBRATION
-        if self.cpu_at_import is not None or not path.exists():
+        if self.cpu_at_import is not None or not self._exists(CALIBRATION):
             return
         self.calibration = read_calibration(path)
         self.kit_run = read_kit_run(path)
@@ -142,7 +163,7 @@ class Meter:
         while self.pos < len(self.todo):
             name = self.names[self.pos]
             if not self.running:
-                if not (self.outputs / f"{name}{START}").exists():
+                if not self._exists(f"{name}{START}"):
                     return None
                 if self.budget is None:
                     return (
@@ -151,7 +172,7 @@ class Meter:
                     )
                 self.started = Mark(before, after, _claimed(self.outputs / f"{name}{START}"))
                 self.running, self.run_cpu, self.run_wall, self.since = True, self._clock(cpu, now), now, now
-            if not (self.outputs / f"{name}{END}").exists():
+            if not self._exists(f"{name}{END}"):
                 return None
             start, end = self.started, Mark(before, after, _claimed(self.outputs / f"{name}{END}"))
             wall = start.span(end, "now")
@@ -215,6 +236,7 @@ class Meter:
 
     def settle(self) -> None:
         """After the child's end: the markers written since the last poll, at the last reading."""
+        self.present = None
         self._advance(final=True)
 
     def outside_budgets(self) -> float:
