@@ -954,3 +954,81 @@ def test_finalize_refuses_a_rescoring_it_cannot_do_before_touching_the_store(
 
     with pytest.raises(ChallengeError, match=re.escape(problem)):
         Rescoring.from_config(compose_config("competition", [*TINY, *overrides], tmp_path))
+
+
+# -- a phase over several splits ------------------------------------------------------------------------------
+SPLITS = ["competition.phases.private.splits=[1,2,3]"]
+
+
+def test_a_phase_over_splits_ranks_by_the_mean_and_shows_ties_as_ties(tmp_path: Path) -> None:
+    """owls and bats trade places split by split (a tie: rank =1 each), cats is below both on every split (3),
+    newts failed on split 2 and so the competition; owls' second file was not its best public one."""
+    overrides = [*new_competition(tmp_path), *SPLITS]
+    store = Store(tmp_path / "competition.db")
+    check = in_transaction_checks(Limits(None, None))
+    entries = [
+        ("owls", 0.30, [0.300, 0.330, 0.310]),
+        ("bats", 0.28, [0.320, 0.300, 0.315]),
+        ("cats", 0.25, [0.100, 0.120, 0.110]),
+        ("owls", 0.10, [0.900, 0.900, 0.900]),  # better on the private splits, but not owls' best public file
+        ("newts", 0.40, [0.500, None, None]),
+    ]
+    for i, (team, public, private) in enumerate(entries):
+        sid = store.add(team, f"{team}_v{i}.py", f"# {i}".encode(), f"{i:064x}", time.time() + i, check)
+        store.claim("w", 60, 3)
+        results = {"public": fake_result(public, 0.5, (0.45, 0.55))}
+        for seed, final in zip((1, 2, 3), private):
+            part = f"private/split={seed}"
+            results[part] = fake_result(final, 0.5, (0.49, 0.51)) if final is not None else rejected("raised", "boom")
+            if final is None:
+                break
+        status = "scored" if None not in private else "failed"
+        store.finish(sid, "w", status, "scored" if status == "scored" else "raised", "-", results)
+    store.finalize()
+    board = run_cli("leaderboard", "--html", str(tmp_path / "board.html"), *overrides)
+    assert board.returncode == 0, board.stderr
+    private = board.stdout[board.stdout.index("private phase") :]
+    lines = {line.split()[2]: line.split() for line in private.splitlines() if line.strip().startswith(("=", "1", "3"))}
+    assert private.index("Over 3 splits") < private.index("#1 owls_v0.py")
+    assert lines["owls_v0.py"][0] == lines["bats_v1.py"][0] == "=1" and lines["cats_v2.py"][0] == "3"
+    assert "owls_v3.py" not in private and "newts" not in private
+    assert lines["owls_v0.py"][4] == f"{(0.30 + 0.33 + 0.31) / 3:.3f}"  # the mean over the splits
+    page = (tmp_path / "board.html").read_text()
+    assert "private phase (final ranking)" in page and page.index("owls_v0.py") < page.index("cats_v2.py")
+
+
+def test_a_worker_scores_each_split_of_a_phase_in_its_own_folder(tmp_path: Path) -> None:
+    """Stand-in pools for public and the private phase's two splits: the worker scores the file three times, each
+    against its own pool, and stores each part under its name."""
+    from challenge.competition.phases import part_configs, phases
+    from challenge.competition.worker import run as work
+    from challenge.pool import write_stand_in
+
+    overrides = [
+        *new_competition(tmp_path),
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *FAST_WORKERS,
+        "competition.phases.private.splits=[1,2]",
+    ]
+    cfg = compose_config("competition", overrides, tmp_path / "out")
+    parts = [pc for phase in phases(cfg) for pc in part_configs(cfg, phase)]
+    pools = {name: write_stand_in(pcfg, 3, seconds=10.0, accuracies=STAND_IN_ACCURACIES) for name, pcfg in parts}
+    assert list(pools) == ["public", "private/split=1", "private/split=2"]
+    assert len({pool.fingerprint for pool in pools.values()}) == 3  # each split: its own forget set and pool
+    queue(tmp_path / "competition.db", [("owls", "template.py", TEMPLATE.read_bytes())])
+    assert work(cfg, follow=False, say=lambda _: None) == {"scored": 1}
+    store = Store(tmp_path / "competition.db")
+    for name, pool in pools.items():
+        result = store.results(name)[1]
+        assert result.status == "scored" and result.pool.fingerprint == pool.fingerprint
+        assert (tmp_path / "submissions" / "1" / name / "result.json").is_file()
+    assert store.get(1).message == "scored on public, private/split=1, private/split=2"
+
+
+@pytest.mark.parametrize("value", ["[1]", "[1,1]", "[1,x]", "3", "[true,false]"])
+def test_a_phase_whose_splits_are_not_two_or_more_seeds_is_one_line(value: str, tmp_path: Path) -> None:
+    from challenge.competition.phases import phases
+
+    cfg = compose_config("competition", [*TINY, f"competition.phases.private.splits={value}"], tmp_path)
+    with pytest.raises(ChallengeError, match=r"competition\.phases\.private\.splits=.* is not a list of two or more"):
+        phases(cfg)

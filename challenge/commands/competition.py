@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
-from challenge.competition.phases import Phase, check_open, phase_config, phases
+from challenge.competition.phases import Phase, check_open, part_configs, phases
 from challenge.competition.rules import (
     Limits,
     check_team,
@@ -81,16 +81,16 @@ def init(cfg: DictConfig, args: argparse.Namespace) -> None:
 
     lines = []
     for phase in all_phases:
-        print(f"== phase {phase.name}: building (or reusing) its original model and reference pool")
-        pcfg = phase_config(cfg, phase)
-        with open_dict(pcfg):
-            pcfg.paths.output_dir = str(Path(cfg.paths.output_dir) / phase.name)
-        build_pool(pcfg)
-        ctx = prepare(pcfg)
-        s = ctx.settings
-        lines.append(
-            f"  {phase.name:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}"
-        )
+        for part, pcfg in part_configs(cfg, phase):
+            print(f"== phase {part}: building (or reusing) its original model and reference pool")
+            with open_dict(pcfg):
+                pcfg.paths.output_dir = str(Path(cfg.paths.output_dir) / part)
+            build_pool(pcfg)
+            ctx = prepare(pcfg)
+            s = ctx.settings
+            lines.append(
+                f"  {part:<10} {_dates(phase)}  pool {ctx.pool.fingerprint}, {s.n_runs} runs, budget {s.rule_text()}"
+            )
     store.record("init", {"phases": [p.name for p in all_phases]})
     counts = store.counts()
     print(
@@ -123,26 +123,31 @@ def worker(cfg: DictConfig, args: argparse.Namespace) -> None:
 
 
 def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
-    """Public standings; after finalize the private (final) ones too, and the page shows those."""
+    """Public standings; after finalize the private (final) ones too, and the page shows those. A phase over
+    several splits is ranked by the mean over them (challenge.competition.leaderboard.over_split_standings)."""
     store, all_phases = (
         Store(store_location(cfg)),
         phases(cfg),
     )  # a store that cannot be opened is said before the heavy imports
-    from challenge.competition.leaderboard import final_standings, standings
+    from challenge.competition.leaderboard import final_standings, over_split_standings, standings
     from challenge.reports.leaderboard import leaderboard_table, write_html
+    from challenge.reports.over_splits import format_over_splits, write_over_splits_html
 
-    public = all_phases[0].name
+    public = all_phases[0].parts
     finalized = store.last_event("finalize")
     shown = all_phases if finalized else all_phases[:1]
     root = competition_root(cfg)  # the kept confidences
-    tables = {p.name: standings(store, public, p.name, root) for p in shown}
     rescored = finalized[1].get("rescored") if finalized else None
+    tables, over = {}, {}
     for p in shown:
-        final = finalized and p is all_phases[-1]
-        print(
-            f"{cfg.competition.title}: {p.name} phase, {'final ranking' if final and not rescored else 'leaderboard'}"
-        )
-        print(leaderboard_table(tables[p.name][0]))
+        label = "final ranking" if finalized and p is all_phases[-1] and not rescored else "leaderboard"
+        print(f"{cfg.competition.title}: {p.name} phase, {label}")
+        if p.splits:
+            over[p.name] = over_split_standings(store, public, p.parts)
+            print(format_over_splits(over[p.name], len(p.splits)))
+        else:
+            tables[p.name] = standings(store, public, p.name, root)
+            print(leaderboard_table(tables[p.name][0]))
         print()
     if rescored:
         last = all_phases[-1].name
@@ -162,8 +167,12 @@ def leaderboard(cfg: DictConfig, args: argparse.Namespace) -> None:
     if args.html:
         title = f"{cfg.competition.title}: " + (f"final ranking ({last})" if rescored else f"{last} phase")
         title += " (final ranking)" if finalized and not rescored else ""
-        print(f"page: {write_html(title, tables[last][0], tables[last][1], args.html)}")
-    log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()})
+        if last in over:
+            page = write_over_splits_html(title, over[last], len(shown[-1].splits), args.html)
+        else:
+            page = write_html(title, tables[last][0], tables[last][1], args.html)
+        print(f"page: {page}")
+    log_to_wandb(cfg, {name: rows for name, (rows, _) in tables.items()}, over)
 
 
 def wandb_columns() -> tuple[str, ...]:
@@ -185,8 +194,10 @@ def wandb_columns() -> tuple[str, ...]:
     )
 
 
-def log_to_wandb(cfg: DictConfig, tables: dict[str, list[LeaderboardRow]]) -> None:
-    """One W&B table per shown phase, when W&B is on."""
+def log_to_wandb(
+    cfg: DictConfig, tables: dict[str, list[LeaderboardRow]], over: dict[str, list[dict]] | None = None
+) -> None:
+    """One W&B table per shown phase, when W&B is on (a phase over splits: its mean, interval and shared rank)."""
     from challenge.reports.tracking import finish, make_logger
 
     logger = make_logger(cfg, name=f"leaderboard-{cfg.competition.name}", group=f"competition-{cfg.competition.name}")
@@ -198,6 +209,12 @@ def log_to_wandb(cfg: DictConfig, tables: dict[str, list[LeaderboardRow]]) -> No
     for phase, rows in tables.items():
         data = [[i, *(getattr(r, c) for c in columns[1:])] for i, r in enumerate(rows, 1)]
         logger.experiment.log({f"leaderboard/{phase}": wandb.Table(columns=list(columns), data=data)})
+    for phase, rows in (over or {}).items():
+        data = [
+            [r["rank_text"], r["name"], r["splits"], r["final_mean"], *(r["final_ci"] or [None, None])] for r in rows
+        ]
+        split_columns = ["rank", "name", "splits", "final_mean", "final_lo", "final_hi"]
+        logger.experiment.log({f"leaderboard/{phase}": wandb.Table(columns=split_columns, data=data)})
     finish(logger)
 
 
@@ -208,6 +225,11 @@ def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
 
     store, all_phases = Store(store_location(cfg)), phases(cfg)
     rescoring = Rescoring.from_config(cfg)
+    if rescoring.top_k and all_phases[-1].splits:
+        raise ChallengeError(
+            f"competition.finalize.top_k={rescoring.top_k}: the {all_phases[-1].name} phase ranks over several splits, "
+            "and finalize re-scores one split's leaders; set competition.finalize.top_k=0"
+        )
     done = store.last_event("finalize")
     if done is None:
         store.check_settled()

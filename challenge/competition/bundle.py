@@ -56,6 +56,12 @@ def build(cfg: DictConfig, out: Path) -> Path:
     from challenge.scoring.context import prepare
 
     all_phases = phases(cfg)
+    over = next((p for p in all_phases if p.splits), None)
+    if over is not None:
+        raise ChallengeError(
+            f"competition.phases.{over.name}.splits: a Codabench bundle holds one forget set per phase, and this "
+            "phase ranks over several; bundle a copy of the config without `splits` (the local workers rank over them)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_program(root / "ingestion_program", "ingestion", "ingest_main", INGESTION_COMMAND)

@@ -1,6 +1,12 @@
 """Phases as in 2023: the same competition drawn twice (public and private), told apart only by
 config overrides such as `data.split.seed`, so each phase has its own forget identities, original
-model and reference pool (the pool folder is keyed by the fingerprint of the phase's config)."""
+model and reference pool (the pool folder is keyed by the fingerprint of the phase's config).
+
+A phase may also name several forget sets (`splits: [1, 2, 3]`, data.split.seed values): one split's
+order among the leaders is mostly that forget set's luck, so such a phase scores every submission on
+each split (each its own original and pool) and ranks by the mean over them, with an interval that
+holds the split-to-split variation (challenge.reports.over_splits). Each split is a *part* of the
+phase, stored under its own name (`private/split=2`)."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from challenge.errors import ChallengeError
@@ -21,6 +27,12 @@ class Phase:
     start: datetime
     end: datetime | None
     overrides: dict[str, Any]
+    splits: tuple[int, ...] = ()  # data.split.seed of each forget set the phase ranks over; (): the phase's own
+
+    @property
+    def parts(self) -> list[str]:
+        """What is scored and stored: the phase itself, or each of its splits (`private/split=2`)."""
+        return [f"{self.name}/split={s}" for s in self.splits] or [self.name]
 
 
 def phases(cfg: DictConfig) -> list[Phase]:
@@ -35,6 +47,7 @@ def phases(cfg: DictConfig) -> list[Phase]:
                 parse_date(p.start, f"{name}.start"),
                 parse_date(p.get("end"), f"{name}.end"),
                 overrides,
+                parse_splits(p.get("splits"), str(name)),
             )
         )
     if len(out) < 1:
@@ -45,6 +58,28 @@ def phases(cfg: DictConfig) -> list[Phase]:
                 f"phase {b.name} must start after phase {a.name} ends (Codabench requires sequential phases)"
             )
     return out
+
+
+def parse_splits(value: Any, name: str) -> tuple[int, ...]:
+    """Two or more distinct split seeds, or none (null: the phase's own split)."""
+    if value is None:
+        return ()
+    seeds = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else None
+    if (
+        seeds is None
+        or len(seeds) < 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
+        raise ChallengeError(
+            f"competition.phases.{name}.splits={_plain(value)!r} is not a list of two or more distinct split seeds "
+            "(data.split.seed values), e.g. [1, 2, 3]; null scores the phase on its own split"
+        )
+    return tuple(int(x) for x in seeds)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def parse_date(value: Any, key: str) -> datetime | None:
@@ -68,6 +103,20 @@ def phase_config(cfg: DictConfig, phase: Phase) -> DictConfig:
         raise ChallengeError(
             f"competition.phases.{phase.name}.overrides does not fit the config: {' '.join(str(e).split())}"
         ) from None
+
+
+def part_configs(cfg: DictConfig, phase: Phase) -> list[tuple[str, DictConfig]]:
+    """(part name, config) for each part of the phase: its own config, or one per split seed."""
+    pcfg = phase_config(cfg, phase)
+    if not phase.splits:
+        return [(phase.name, pcfg)]
+    out = []
+    for part, seed in zip(phase.parts, phase.splits):
+        one = pcfg.copy()
+        with open_dict(one):
+            one.data.split.seed = seed
+        out.append((part, one))
+    return out
 
 
 def check_open(all_phases: list[Phase], now: datetime) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from challenge.competition.leaderboard import ranked_submissions
+from challenge.competition.leaderboard import Parts, ranked_submissions
 from challenge.competition.phases import Phase, phase_config
 from challenge.competition.store import Store
 from challenge.competition.worker import competition_root, write_submission
@@ -69,7 +69,7 @@ def config_at(cfg: DictConfig, last: Phase, rescoring: Rescoring) -> DictConfig:
     return pcfg
 
 
-def leaders(store: Store, public: str, last: str, k: int) -> list[Submission]:
+def leaders(store: Store, public: Parts, last: str, k: int) -> list[Submission]:
     """The private ranking's first k teams' ranked submissions (scored ones only), best first."""
     return ranked_submissions(store, public, last)[:k]
 
@@ -81,7 +81,7 @@ def rescore(cfg: DictConfig, store: Store, all_phases: list[Phase], say: Callabl
         return []
     last = all_phases[-1]
     name = rescored_phase(last, rescoring)
-    chosen = leaders(store, all_phases[0].name, last.name, rescoring.top_k)
+    chosen = leaders(store, all_phases[0].parts, last.name, rescoring.top_k)
     done = store.results(name)
     todo = [s for s in chosen if s.id not in done]
     say(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from omegaconf import DictConfig, OmegaConf
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from challenge.competition.phases import Phase, phase_config, phases
+from challenge.competition.phases import Phase, part_configs, phases
 from challenge.competition.store import Heartbeat, Store, StoreLost, Submission, worker_id
 from challenge.errors import ChallengeError
 from challenge.files import write_atomic
@@ -145,15 +145,17 @@ def write_submission(folder: Path, filename: str, content: bytes) -> Path:
 
 
 def score_phases(cfg: DictConfig, path: Path, folder: Path, all_phases: list[Phase]) -> dict[str, Result]:
-    """Every phase in order, stopping at the first verdict: a file that fails one fails the competition."""
+    """Every phase in order (each split of a phase over several), stopping at the first verdict: a file that
+    fails one fails the competition."""
     from challenge.scoring.scorer import score_submission
 
     results: dict[str, Result] = {}
     for phase in all_phases:
-        result = score_submission(phase_config(cfg, phase), path, folder / phase.name)
-        results[phase.name] = result
-        if not result.scored:
-            break
+        for part, pcfg in part_configs(cfg, phase):
+            result = score_submission(pcfg, path, folder / part)
+            results[part] = result
+            if not result.scored:
+                return results
     return results
 
 

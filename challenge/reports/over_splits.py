@@ -23,7 +23,9 @@ split did not score (it crashed there) is listed below the others, unranked.
 
 from __future__ import annotations
 
+import html
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,3 +133,34 @@ def format_over_splits(rows: list[dict[str, Any]], n_splits: int) -> str:
         mean = "—" if r["final_mean"] is None else f"{r['final_mean']:.3f}"
         lines.append(f"{r['rank_text']:>4}  {r['name']:<{width}}  {mean:>6}  {ci:>17}  {diff:>17}")
     return "\n".join(lines)
+
+
+def write_over_splits_html(title: str, rows: list[dict[str, Any]], n_splits: int, out: Path) -> Path:
+    """The over-splits table as a static page (no scripts, no server)."""
+    cells = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            for v in (
+                r["rank_text"],
+                r["name"],
+                "—" if r["final_mean"] is None else f"{r['final_mean']:.3f}",
+                f"[{r['final_ci'][0]:.3f}, {r['final_ci'][1]:.3f}]" if r["final_ci"] else "—",
+                f"[{r['diff_ci_to_above'][0]:+.3f}, {r['diff_ci_to_above'][1]:+.3f}]" if r["diff_ci_to_above"] else "—",
+            )
+        )
+        + "</tr>"
+        for r in rows
+    )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("rank", "submission", "mean final", f"{LEVEL:.0%} interval", "above − this")
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>Over {n_splits} splits: mean final score with its interval over splits; "
+        "rank: 1 + the submissions separated above it (their paired difference over the splits excludes 0); "
+        f"'=k': a shared rank.</p><table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table></body></html>"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out
