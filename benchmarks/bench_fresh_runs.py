@@ -13,7 +13,8 @@ them as the child does (challenge.scoring.child: load, warm) and measures, in CP
   for the template and for baselines/do_nothing.py (the fixed cost of a fresh run alone), and the kit's own part
   of a run (`Run.kit_part`: a run without the file), which the meter credits to each run.
 Single-threaded on the CPU (scorer.threads), without the sandbox (bench_sandbox measures that), the kinds
-alternating run by run so that the machine's load falls on all alike; medians.
+alternating run by run so that the machine's load falls on all alike; medians. Twice: with the parent's memory
+on 4 KB pages, and on huge pages (challenge.scoring.run.huge_pages, which the kit asks for from 64 runs).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def stage(overrides: list[str]) -> tuple[Path, int, int]:
     return work, int(cfg.data.batch_size), int(cfg.scorer.threads)
 
 
-def measure(work: Path, runs: int, batch_size: int, threads: int) -> None:
+def measure(work: Path, runs: int, batch_size: int, threads: int, huge: bool) -> None:
     """In a process with the child's imports only: shared against fresh runs, alternating."""
     import copy
     import json
@@ -66,7 +67,7 @@ def measure(work: Path, runs: int, batch_size: int, threads: int) -> None:
 
     import torch
 
-    from challenge.scoring.run import Run, in_own_process, load_parts, loaders, seed_everything, warm
+    from challenge.scoring.run import HUGE_PAGES_FROM, Run, in_own_process, load_parts, loaders, seed_everything, warm
     from challenge.scoring.submission import compile_submission, load_submission
     from challenge.training.net import load_net
 
@@ -74,7 +75,9 @@ def measure(work: Path, runs: int, batch_size: int, threads: int) -> None:
     torch.set_num_threads(1)
     original, _, _ = load_net(work / "original.pt")
     parts = load_parts(work / "data.pt")
-    warm(original, parts, batch_size, "cpu")
+    before_warm = time.process_time()
+    warm(original, parts, batch_size, "cpu", huge=huge)
+    warm_seconds = time.process_time() - before_warm
     code = compile_submission(TEMPLATE)
     shared_fn = load_submission(TEMPLATE, code)
     fresh = Run(TEMPLATE, code, {}, [original], parts, batch_size, threads, work, "cpu")
@@ -137,9 +140,11 @@ def measure(work: Path, runs: int, batch_size: int, threads: int) -> None:
         ("the template's charge now: fresh process less that credit", after - med["kit"]),
     ]
     rss = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("RssAnon"))
+    pages = f"huge pages (the kit's from {HUGE_PAGES_FROM} runs on)" if huge else "4 KB pages"
     print(
-        f"fresh process per run: {runs} runs of {TEMPLATE.name} each way, alternating; threads {threads}; medians, "
-        f"CPU s; the warm parent holds {int(rss) // 1024} MB of anonymous memory"
+        f"fresh process per run, {pages}: {runs} runs of {TEMPLATE.name} each way, alternating; threads {threads}; "
+        f"medians, CPU s; the warm parent holds {int(rss) // 1024} MB of anonymous memory, warmed in "
+        f"{warm_seconds:.2f} s"
     )
     print(f"{'':<72}{'per run s':>10}{'% of before':>13}")
     for name, v in table:
@@ -154,15 +159,17 @@ def measure(work: Path, runs: int, batch_size: int, threads: int) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16)
-    parser.add_argument("--measure", nargs=3, metavar=("FOLDER", "BATCH", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=4, metavar=("FOLDER", "BATCH", "THREADS", "HUGE"), help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     if args.measure:
-        folder, batch, threads = args.measure
-        return measure(Path(folder), args.runs, int(batch), int(threads))
+        folder, batch, threads, huge = args.measure
+        return measure(Path(folder), args.runs, int(batch), int(threads), huge == "1")
     work, batch, threads = stage(overrides)
-    cmd = [sys.executable, __file__, "--runs", str(args.runs), "--measure", str(work), str(batch), str(threads)]
+    code = 0
     try:
-        code = subprocess.run(cmd).returncode
+        for huge in ("0", "1"):  # each in a fresh interpreter: huge pages cannot be undone
+            cmd = [sys.executable, __file__, "--runs", str(args.runs), "--measure", str(work), str(batch), str(threads)]
+            code = code or subprocess.run([*cmd, huge]).returncode
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(code)

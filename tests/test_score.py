@@ -335,6 +335,49 @@ def test_each_run_is_credited_the_kits_own_part_of_a_fresh_run_and_nothing_more(
     assert read_kit_run(tmp_path / "calibration.json") == {"cpu": 0.0, "wall": 0.0}  # insane: no credit at all
 
 
+HUGE_PAGES_SCRIPT = """
+import hashlib, json, os, sys
+import torch
+from challenge.scoring.run import huge_pages
+
+def step_bits():
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 30 * 30, 10)]
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.randn(16, 3, 32, 32)), torch.randint(0, 10, (16,))).backward()
+        opt.step()
+    return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest()
+
+def huge_kb():
+    return next(int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages"))
+
+torch.set_num_threads(1)
+before = step_bits()
+huge_pages()
+r, w = os.pipe()
+if os.fork() == 0:
+    os.write(w, step_bits().encode())
+    os._exit(0)
+os.wait()
+print(json.dumps({"before": before, "forked": os.read(r, 100).decode(), "huge_kb": huge_kb()}))
+"""
+
+
+def test_huge_pages_back_the_warm_parent_and_change_no_bit() -> None:
+    """The warm parent of a many-run child moves its memory to huge pages (cheaper forks and exits, bench_fresh_runs):
+    a run's process forked from it computes the same bits as before the move."""
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["forked"] == seen["before"]
+    if seen["huge_kb"] == 0:
+        pytest.skip("this kernel refuses MADV_COLLAPSE (Linux < 6.1): the parent keeps 4 KB pages")
+    assert seen["huge_kb"] >= 100 * 1024  # most of torch's few hundred MB
+
+
 def test_a_file_caching_run_0_in_a_global_pays_its_work_in_every_run(runtime_results: dict[str, Result]) -> None:
     """Five epochs cost about 1.5 budgets at the tiny preset's own budget: one run of them fits the 3 runs' 3
     budgets, three do not."""

@@ -47,6 +47,7 @@ from challenge.scoring.protocol import (
     run_name,
 )
 from challenge.scoring.run import (
+    HUGE_PAGES_FROM,
     Run,
     check_leftovers,
     clocks,
@@ -160,7 +161,7 @@ def ingest(inputs: Path, outputs: Path, scratch_dir: Path, wake: int | None = No
     original = originals[0]  # the one the warm-up, the kit's own run and the price of a retrain use
     parts = load_parts(inputs / DATA)
     threads, batch_size = int(spec["threads"]), int(spec["batch_size"])
-    warm(original, parts, batch_size, device)
+    warm(original, parts, batch_size, device, huge=len(spec["runs"]) >= HUGE_PAGES_FROM)
     stamps["inputs_loaded"] = time.time()
     closing = tuple(fd for fd in (wake, answer) if fd is not None)
     run = Run(source, code, spec.get("params") or {}, originals, parts, batch_size, threads, outputs, device)
