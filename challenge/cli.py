@@ -88,7 +88,7 @@ COMMANDS: dict[str, Command] = {
     "competition finalize": Command(
         f"{_COMPETITION}:finalize",
         "competition",
-        "close the competition and reveal the private phase's ranking",
+        "close the competition and reveal the final ranking (with competition.finalize.top_k: leaders re-scored first)",
         flags=f"{_COMPETITION}:no_flags",
     ),
     "competition bundle": Command(

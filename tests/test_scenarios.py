@@ -5,6 +5,7 @@ data, the manifest and the pool's fingerprint that carry it, bad settings refuse
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -361,3 +362,31 @@ def test_a_kaggle_layout_fixes_the_forget_set_so_only_identities_applies(tmp_pat
         "forget=random but this data's layout (Kaggle's retain/forget CSVs) fixes the forget set: use "
         "forget=identities, or name one CSV of all images with data.source.csv=…"
     )
+
+
+def test_a_sweep_over_forget_identified_draws_the_corrective_curve(tmp_path: Path, capsys, browser) -> None:  # noqa: ANN001
+    """Three corrective runs, given out of order: the curve is the headline figure against forget.identified,
+    ascending, with the retrained pool's figure; a sweep over two scenarios has no curve."""
+    sizes = {"train": 10, "forget": 2, "retain": 8, "test": 4, "focus": 2}
+    runs = []
+    for i, (found, fig) in enumerate(((0.5, 0.6), (0.1, 0.9), (1.0, 0.2))):
+        settings = {"kind": "confusion", "groups": [3, 4], "confused": 0.5, "identified": found}
+        sc = Scenario("corrective", settings, sizes, "the test images of age groups [3, 4]", "focus_acc", {})
+        runs.append(_scenario_run(tmp_path / str(i), sc, {"finetune": (0.3, fig), "do_nothing": (0.0, 1.0)}))
+    stability_of(runs, tmp_path)
+    curve = json.loads((tmp_path / "scenarios.json").read_text())["curve"]
+    assert (curve["key"], curve["headline"], curve["x"]) == ("identified", "focus_acc", [0.1, 0.5, 1.0])
+    assert curve["methods"] == {"do_nothing": [0.5, 0.5, 0.5], "finetune": [0.45, 0.3, 0.1]}  # focus: figure / 2
+    assert curve["retrained"] == [0.0, 0.0, 0.0] and curve["original"] == [0.8, 0.8, 0.8]
+    out = capsys.readouterr().out
+    assert "focus_acc of forget=corrective against forget.identified:" in out
+    assert re.search(r"finetune\s+0\.450\s+0\.300\s+0\.100", out)
+    from selenium.webdriver.common.by import By
+
+    browser.get((tmp_path / "scenarios.html").as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) == 2  # the scenarios' plot and the curve
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images)
+    other = Scenario("random", {"fraction": 0.1}, sizes, "", "forget_acc", {})
+    mixed = [runs[0], _scenario_run(tmp_path / "r", other, {"finetune": (0.3, 0.4), "do_nothing": (0.1, 1.0)})]
+    assert scenario_table(read_splits(mixed))["curve"] is None

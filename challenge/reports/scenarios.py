@@ -8,6 +8,12 @@ score, F and the scenario's own figure (result.json's `scenario` headline: the f
 or the focus images', e.g. the forgotten class's test images), with the retrained pool's figure and
 the scenario's ceiling F (retrained against retrained) in the header, since that is what a method
 should come near.
+
+A sweep of one scenario over one of its numeric settings is also drawn as a *curve*: the headline figure
+against that setting, one line per method, the retrained pool's and the original's beside them. For
+corrective unlearning (`forget=corrective forget.identified=0.1,0.5,1.0`) that is the question Goel et al.
+ask: how much of the manipulated data must be found before forgetting it (or retraining without it)
+undoes the harm.
 """
 
 from __future__ import annotations
@@ -73,7 +79,44 @@ def scenario_table(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
                 }
             )
         methods.append({"name": name, "per_scenario": cells})
-    return {"scenarios": columns, "methods": methods}
+    table = {"scenarios": columns, "methods": methods}
+    return table | {"curve": scenario_curve(table)}
+
+
+def scenario_curve(table: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline figure against the one numeric setting the runs differ in, ascending; None unless the runs
+    are one scenario swept over one such setting."""
+    cols = table["scenarios"]
+    if len({c["name"] for c in cols}) != 1 or len({c["headline"] for c in cols}) != 1:
+        return None
+    keys = sorted(set().union(*(c["settings"] for c in cols)))
+    varying = [k for k in keys if len({repr(c["settings"].get(k)) for c in cols}) > 1]
+    xs = [c["settings"].get(varying[0]) for c in cols] if len(varying) == 1 else []
+    if not xs or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+        return None
+    order = sorted(range(len(cols)), key=xs.__getitem__)
+    headline = cols[0]["headline"]
+    return {
+        "scenario": cols[0]["name"],
+        "key": varying[0],
+        "headline": headline,
+        "x": [xs[i] for i in order],
+        "retrained": [cols[i]["retrained"] for i in order],
+        "original": [cols[i]["original"] for i in order],
+        "methods": {m["name"]: [m["per_scenario"][i][headline] for i in order] for m in table["methods"]},
+    }
+
+
+def format_curve(curve: dict[str, Any]) -> str:
+    """One row per method (the retrained pool's and the original's first), one column per value of the setting."""
+    rows = {"(retrained)": curve["retrained"], "(original)": curve["original"], **curve["methods"]}
+    width = max(len(name) for name in rows)
+    lines = [
+        f"{curve['headline']} of forget={curve['scenario']} against forget.{curve['key']}:",
+        f"{'':<{width}}  " + "  ".join(f"{x:>6g}" for x in curve["x"]),
+    ]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{_num(v):>6}" for v in values) for name, values in rows.items()]
+    return "\n".join(lines)
 
 
 def format_scenarios(table: dict[str, Any]) -> str:
@@ -98,6 +141,8 @@ def format_scenarios(table: dict[str, Any]) -> str:
     focus = [f"{c['label']}: {c['focus']}" for c in cols if c["focus"]]
     if focus:
         lines.append("focus_acc: accuracy on " + "; ".join(focus))
+    if table.get("curve"):
+        lines += ["", format_curve(table["curve"])]
     return "\n".join(lines)
 
 
@@ -122,6 +167,11 @@ def write_scenarios(table: dict[str, Any], folder: Path) -> tuple[Path, Path]:
         f'<p class="note">{html.escape(note)}</p>',
         f'<pre id="scenarios">{html.escape(format_scenarios(table))}</pre>',
         _img(scenarios_plot(table), "final score and forget quality of each method in each scenario"),
+        *(
+            [_img(curve_plot(table["curve"]), "the scenario's figure against its swept setting")]
+            if table.get("curve")
+            else []
+        ),
         "</body></html>",
     ]
     write_atomic(folder / SCENARIOS_PAGE, "\n".join(body))
@@ -151,6 +201,24 @@ def scenarios_plot(table: dict[str, Any]) -> str:
         ax.set_title(f"{what[0].upper()}{what[1:]} per scenario")
     finals.legend(fontsize=7, loc="center left", bbox_to_anchor=(2.25, 0.5))
     fs.legend(fontsize=7)
+    return _png(fig)
+
+
+def curve_plot(curve: dict[str, Any]) -> str:
+    """The headline figure against the swept setting, one line per method; the retrained pool's and the
+    original's dashed."""
+    from challenge.reports.leaderboard import _figure, _png
+
+    fig = _figure(6.0, 3.6)
+    ax = fig.subplots()
+    for name, values in curve["methods"].items():
+        ax.plot(curve["x"], [np.nan if v is None else v for v in values], marker="o", label=name)
+    for name, style in (("retrained", "k--"), ("original", "k:")):
+        ax.plot(curve["x"], [np.nan if v is None else v for v in curve[name]], style, label=f"{name} models")
+    ax.set_xlabel(f"forget.{curve['key']}")
+    ax.set_ylabel(curve["headline"])
+    ax.set_title(f"{curve['headline']} of forget={curve['scenario']} against forget.{curve['key']}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 
