@@ -773,6 +773,10 @@ def test_bundle_layout_follows_codabench_v2(bundle: Path, tmp_path: Path) -> Non
         "logo.png",
         "pages/terms.md",
     } <= names
+    with zipfile.ZipFile(bundle) as z:
+        data_page = z.read("pages/data.md").decode()
+    assert re.search(r"- \*\*public\*\*: every training image of some people \(\d+ images; the retain set", data_page)
+    assert "- **private**: every training image of some people" in data_page
     assert set(public_inputs) == {
         "images",
         "ages",

@@ -390,3 +390,24 @@ def test_a_sweep_over_forget_identified_draws_the_corrective_curve(tmp_path: Pat
     other = Scenario("random", {"fraction": 0.1}, sizes, "", "forget_acc", {})
     mixed = [runs[0], _scenario_run(tmp_path / "r", other, {"finetune": (0.3, 0.4), "do_nothing": (0.1, 1.0)})]
     assert scenario_table(read_splits(mixed))["curve"] is None
+
+
+@pytest.mark.parametrize(
+    "name, settings, focus, words",
+    [
+        ("random", {"fraction": 0.1}, "", "a random 10% of the training images (2 images; the retain set is the other"),
+        ("class", {"label": 5}, "the test images of age group 5", "every training image of age group 5 (2 images"),
+        (
+            "corrective",
+            {"kind": "confusion", "groups": [3, 4], "confused": 0.5, "identified": 0.1},
+            "",
+            "age groups [3, 4] swapped for 50% of their people; 10% of those people found",
+        ),
+    ],
+)
+def test_a_page_says_in_words_what_a_scenario_forgets(name: str, settings: dict, focus: str, words: str) -> None:
+    from challenge.scoring.scenario import forget_text
+
+    sizes = {"train": 10, "forget": 2, "retain": 8, "test": 4, "focus": 1 if focus else 0}
+    text = forget_text(Scenario(name, settings, sizes, focus, "forget_acc", {}))
+    assert words in text and text.endswith(f"{focus} are reported on their own" if focus else ")")

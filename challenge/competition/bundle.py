@@ -168,6 +168,8 @@ def _date_text(when: datetime) -> str:
 
 
 def write_pages(folder: Path, cfg: DictConfig, all_phases: list[Phase], contexts: list[Any]) -> None:
+    from challenge.scoring.scenario import forget_text, scenario_section
+
     folder.mkdir()
     c, s = cfg.competition, contexts[0].settings
     schedule = "\n".join(
@@ -196,11 +198,13 @@ def write_pages(folder: Path, cfg: DictConfig, all_phases: list[Phase], contexts
         "A run over budget, an exception, a model of another architecture or non-finite outputs reject the "
         "submission.\n"
     )
+    forgets = "\n".join(
+        f"- **{p.name}**: {forget_text(scenario_section(ctx))}." for p, ctx in zip(all_phases, contexts)
+    )
     (folder / "data.md").write_text(
-        "# Data\n\nFace images labelled with an age group (the target) and a person id. The forget set is every image "
-        "of\n"
-        "a few people; the retain set is everyone else's training images; the validation set is for your own checks.\n"
-        "Test images are used only by the scoring program. Each phase draws its own forget identities.\n"
+        "# Data\n\nFace images labelled with an age group (the target) and a person id. The validation set is for "
+        "your own\nchecks; test images are used only by the scoring program.\n\n## What each phase forgets\n\n"
+        f"{forgets}\n\nEach phase draws its own forget set, and has its own original model and retrained models.\n"
     )
     terms = (
         c.bundle.terms

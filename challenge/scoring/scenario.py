@@ -21,6 +21,16 @@ from challenge.scoring.context import Context
 from challenge.scoring.evaluation import RunEval
 from challenge.scoring.result import Scenario, ScenarioFigure
 
+FORGET = {
+    "identities": "every training image of some people",
+    "random": "a random {fraction:.0%} of the training images",
+    "class": "every training image of age group {label}",
+    "subgroup": "every training image of the people with {trait}={value}",
+    "corrective": (
+        "the images found among those mislabelled before training (age groups {groups} swapped for "
+        "{confused:.0%} of their people; {identified:.0%} of those people found)"
+    ),
+}
 FOCUS = {
     "identities": "the forget people's test images",
     "class": "the test images of age group {label}",
@@ -71,3 +81,11 @@ def _mean(values: list[float | None]) -> float | None:
     if not values or any(v is None for v in values):
         return None
     return float(np.mean(values))
+
+
+def forget_text(section: Scenario) -> str:
+    """What the forget set is, in a sentence's words, with its size: for pages that participants read."""
+    what = FORGET.get(section.name, section.name).format(**section.settings)
+    sizes = section.sizes
+    text = f"{what} ({sizes.get('forget', 0)} images; the retain set is the other {sizes.get('retain', 0)})"
+    return text + (f"; {section.focus} are reported on their own" if section.focus else "")
