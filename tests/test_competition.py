@@ -1001,6 +1001,7 @@ def test_a_phase_over_splits_ranks_by_the_mean_and_shows_ties_as_ties(tmp_path: 
     assert "private phase (final ranking)" in page and page.index("owls_v0.py") < page.index("cats_v2.py")
 
 
+@pytest.mark.slow  # three scorings (20 s); the over-splits table's own test is fast
 def test_a_worker_scores_each_split_of_a_phase_in_its_own_folder(tmp_path: Path) -> None:
     """Stand-in pools for public and the private phase's two splits: the worker scores the file three times, each
     against its own pool, and stores each part under its name."""

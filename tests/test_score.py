@@ -188,6 +188,8 @@ def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runti
     assert "budget per run" in text and "retrain, calibrated" in text and "per run (% of budget)" in text
 
 
+# Slow (40 s of busy processes): `make test` stays within 10 minutes on a fresh clone with a core kept busy.
+@pytest.mark.slow
 def test_a_run_slowed_by_machine_load_is_not_stopped_by_the_wall_clock(tiny_pool: None, tmp_path: Path) -> None:
     """Busy processes in sessions of their own (so the scheduler shares the cores among them) make
     each 0.4-CPU-second run take several times that by the wall clock; the wall-clock cap
