@@ -903,7 +903,7 @@ def test_finalize_rescores_the_leaders_at_a_larger_n_and_ranks_them_first(tmp_pa
     ranking puts owls (the template, really scored with 4 runs against 4 retrained models) first, then bats,
     then cats (third: not re-scored). An interrupted finalize resumes: what was stored is not scored again."""
     from challenge.competition.phases import phase_config, phases
-    from challenge.competition.rescoring import rescore
+    from challenge.competition.rescoring import Rescoring, rescore
     from challenge.pool import write_stand_in
 
     overrides = [*new_competition(tmp_path), f"paths.cache_dir={tmp_path / 'cache'}", *FAST_WORKERS, *RESCORE]
@@ -923,7 +923,7 @@ def test_finalize_rescores_the_leaders_at_a_larger_n_and_ranks_them_first(tmp_pa
         results = {p: fake_result(private[team], 0.5, (0.4, 0.6)) for p in ("public", "private")}
         store.finish(sid, "w", "scored", "scored", "scored on public, private", results)
     said: list[str] = []
-    assert rescore(cfg, store, all_phases, said.append) == [2, 1]  # bats, owls: the private order
+    assert rescore(cfg, store, all_phases, Rescoring.from_config(cfg), said.append) == [2, 1]  # the private order
     rescored = store.results("private@4")
     assert {sid: (r.status, r.settings.n_runs, r.pool.models) for sid, r in rescored.items()} == {
         1: ("scored", 4, 4),
@@ -944,7 +944,7 @@ def test_finalize_rescores_the_leaders_at_a_larger_n_and_ranks_them_first(tmp_pa
     "overrides, problem",
     [
         (["competition.finalize.top_k=-1"], "competition.finalize.top_k=-1 is not a count"),
-        (["competition.finalize.top_k=2"], "competition.finalize.n_runs=None is not a number of runs"),
+        (["competition.finalize.top_k=2"], "competition.finalize.n_runs=null is not a number of runs"),
         (
             RESCORE[:1] + ["competition.finalize.n_runs=3"],
             "competition.finalize.n_runs=3 is not more than scorer.n_runs=3",

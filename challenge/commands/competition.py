@@ -233,7 +233,7 @@ def finalize(cfg: DictConfig, args: argparse.Namespace) -> None:
     done = store.last_event("finalize")
     if done is None:
         store.check_settled()
-        ids = rescore(cfg, store, all_phases)
+        ids = rescore(cfg, store, all_phases, rescoring)
         detail = {"rescored": rescored_phase(all_phases[-1], rescoring), "ids": ids} if rescoring.top_k else {}
         store.finalize(detail)
         print(f"competition {cfg.competition.name} finalized: the private ranking is now shown")

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from challenge.checks import refuse
 from challenge.errors import ChallengeError
 
 
@@ -71,15 +72,12 @@ def parse_splits(value: Any, name: str) -> tuple[int, ...]:
         or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
         or len(set(seeds)) < len(seeds)
     ):
-        raise ChallengeError(
-            f"competition.phases.{name}.splits={_plain(value)!r} is not a list of two or more distinct split seeds "
-            "(data.split.seed values), e.g. [1, 2, 3]; null scores the phase on its own split"
+        problem = (
+            "is not a list of two or more distinct split seeds (data.split.seed values), e.g. [1, 2, 3]; null scores "
+            "the phase on its own split"
         )
+        raise refuse(f"competition.phases.{name}.splits", value, problem)
     return tuple(int(x) for x in seeds)
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def parse_date(value: Any, key: str) -> datetime | None:

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from challenge.competition.leaderboard import Parts, ranked_submissions
+from challenge.checks import refuse
+from challenge.competition.leaderboard import ranked_submissions
 from challenge.competition.phases import Phase, phase_config
 from challenge.competition.store import Store
 from challenge.competition.worker import competition_root, write_submission
-from challenge.errors import ChallengeError
-
-if TYPE_CHECKING:
-    from challenge.competition.store import Submission
 
 
 @dataclass(frozen=True)
@@ -38,20 +35,20 @@ class Rescoring:
         raw = OmegaConf.select(cfg, "competition.finalize", default=None) or {}
         top_k, n_runs = raw.get("top_k") or 0, raw.get("n_runs")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ChallengeError(
-                f"competition.finalize.top_k={top_k!r} is not a count: give how many leading teams finalize scores "
-                "again (0: none)"
-            )
+            problem = "is not a count: give how many leading teams finalize scores again (0: none)"
+            raise refuse("competition.finalize.top_k", top_k, problem)
         if top_k and (isinstance(n_runs, bool) or not isinstance(n_runs, int)):
-            raise ChallengeError(
-                f"competition.finalize.n_runs={n_runs!r} is not a number of runs: give the N finalize re-scores the "
-                f"top {top_k} at (more than scorer.n_runs={cfg.scorer.n_runs}), or set competition.finalize.top_k=0"
+            problem = (
+                f"is not a number of runs: give the N finalize re-scores the top {top_k} at (more than "
+                f"scorer.n_runs={cfg.scorer.n_runs}), or set competition.finalize.top_k=0"
             )
+            raise refuse("competition.finalize.n_runs", n_runs, problem)
         if top_k and n_runs <= int(cfg.scorer.n_runs):
-            raise ChallengeError(
-                f"competition.finalize.n_runs={n_runs} is not more than scorer.n_runs={cfg.scorer.n_runs}: re-scoring "
-                "at the same N would only repeat the ranking; raise it or set competition.finalize.top_k=0"
+            problem = (
+                f"is not more than scorer.n_runs={cfg.scorer.n_runs}: re-scoring at the same N would only repeat "
+                "the ranking; raise it or set competition.finalize.top_k=0"
             )
+            raise refuse("competition.finalize.n_runs", n_runs, problem)
         return cls(top_k, n_runs if top_k else None)
 
 
@@ -69,19 +66,16 @@ def config_at(cfg: DictConfig, last: Phase, rescoring: Rescoring) -> DictConfig:
     return pcfg
 
 
-def leaders(store: Store, public: Parts, last: str, k: int) -> list[Submission]:
-    """The private ranking's first k teams' ranked submissions (scored ones only), best first."""
-    return ranked_submissions(store, public, last)[:k]
-
-
-def rescore(cfg: DictConfig, store: Store, all_phases: list[Phase], say: Callable[[str], None] = print) -> list[int]:
-    """Score the leaders of the last phase again at the larger N; returns their ids, best first (by the old rank)."""
-    rescoring = Rescoring.from_config(cfg)
+def rescore(
+    cfg: DictConfig, store: Store, all_phases: list[Phase], rescoring: Rescoring, say: Callable[[str], None] = print
+) -> list[int]:
+    """Score the private ranking's first k teams' ranked submissions again at the larger N; returns their ids,
+    best first (by the old rank)."""
     if not rescoring.top_k:
         return []
     last = all_phases[-1]
     name = rescored_phase(last, rescoring)
-    chosen = leaders(store, all_phases[0].parts, last.name, rescoring.top_k)
+    chosen = ranked_submissions(store, all_phases[0].parts, last.name)[: rescoring.top_k]
     done = store.results(name)
     todo = [s for s in chosen if s.id not in done]
     say(

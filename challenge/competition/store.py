@@ -224,23 +224,22 @@ class Store:
                 return False
             self._run("DELETE FROM results WHERE submission_id = ?", (submission_id,))
             for phase, result in results.items():
-                score = result.score.final_score if result.score else None
-                self._run(
-                    "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
-                    (submission_id, phase, result.status, score, result.to_json()),
-                )
+                self._insert_result(submission_id, phase, result)
             self._set_final(submission_id, status, verdict, message, time.time())
         return True
 
     def store_result(self, submission_id: int, phase: str, result: Result) -> None:
         """One more phase's result for a submission already judged (finalize's re-scoring), replacing an earlier one."""
-        score = result.score.final_score if result.score else None
         with self._transaction():
             self._run("DELETE FROM results WHERE submission_id = ? AND phase = ?", (submission_id, phase))
-            self._run(
-                "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
-                (submission_id, phase, result.status, score, result.to_json()),
-            )
+            self._insert_result(submission_id, phase, result)
+
+    def _insert_result(self, submission_id: int, phase: str, result: Result) -> None:
+        score = result.score.final_score if result.score else None
+        self._run(
+            "INSERT INTO results (submission_id, phase, status, final_score, result) VALUES (?, ?, ?, ?, ?)",
+            (submission_id, phase, result.status, score, result.to_json()),
+        )
 
     def release(self, submission_id: int, worker: str) -> None:
         """Give a claim back untouched (the scorer itself failed): it is queued again at once."""

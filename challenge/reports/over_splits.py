@@ -128,30 +128,22 @@ def format_over_splits(rows: list[dict[str, Any]], n_splits: int) -> str:
         f"{'rank':>4}  {'method':<{width}}  {'mean':>6}  {'interval':>17}  {'above − this':>17}",
     ]
     for r in rows:
-        ci = f"[{r['final_ci'][0]:.3f}, {r['final_ci'][1]:.3f}]" if r["final_ci"] else "—"
-        diff = f"[{r['diff_ci_to_above'][0]:+.3f}, {r['diff_ci_to_above'][1]:+.3f}]" if r["diff_ci_to_above"] else "—"
-        mean = "—" if r["final_mean"] is None else f"{r['final_mean']:.3f}"
-        lines.append(f"{r['rank_text']:>4}  {r['name']:<{width}}  {mean:>6}  {ci:>17}  {diff:>17}")
+        rank, name, mean, ci, diff = _cells(r)
+        lines.append(f"{rank:>4}  {name:<{width}}  {mean:>6}  {ci:>17}  {diff:>17}")
     return "\n".join(lines)
+
+
+def _cells(r: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """A row's rank, name, mean, interval and difference to the row above, as the table and the page show them."""
+    ci = f"[{r['final_ci'][0]:.3f}, {r['final_ci'][1]:.3f}]" if r["final_ci"] else "—"
+    diff = f"[{r['diff_ci_to_above'][0]:+.3f}, {r['diff_ci_to_above'][1]:+.3f}]" if r["diff_ci_to_above"] else "—"
+    mean = "—" if r["final_mean"] is None else f"{r['final_mean']:.3f}"
+    return r["rank_text"], r["name"], mean, ci, diff
 
 
 def write_over_splits_html(title: str, rows: list[dict[str, Any]], n_splits: int, out: Path) -> Path:
     """The over-splits table as a static page (no scripts, no server)."""
-    cells = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(v))}</td>"
-            for v in (
-                r["rank_text"],
-                r["name"],
-                "—" if r["final_mean"] is None else f"{r['final_mean']:.3f}",
-                f"[{r['final_ci'][0]:.3f}, {r['final_ci'][1]:.3f}]" if r["final_ci"] else "—",
-                f"[{r['diff_ci_to_above'][0]:+.3f}, {r['diff_ci_to_above'][1]:+.3f}]" if r["diff_ci_to_above"] else "—",
-            )
-        )
-        + "</tr>"
-        for r in rows
-    )
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _cells(r)) + "</tr>" for r in rows)
     head = "".join(
         f"<th>{h}</th>" for h in ("rank", "submission", "mean final", f"{LEVEL:.0%} interval", "above − this")
     )

@@ -187,11 +187,11 @@ def scenarios_plot(table: dict[str, Any]) -> str:
     x = np.arange(len(table["scenarios"]))
     for m in table["methods"]:
         for ax, key in ((finals, "final_score"), (fs, "forget_quality")):
-            ys = [np.nan if p.get(key) is None else p[key] for p in m["per_scenario"]]
+            ys = _plotted([p.get(key) for p in m["per_scenario"]])
             ax.plot(x, ys, marker="o", label=m["name"] if ax is finals else None)
     fs.plot(
         x,
-        [np.nan if c.get("ceiling_f") is None else c["ceiling_f"] for c in table["scenarios"]],
+        _plotted([c.get("ceiling_f") for c in table["scenarios"]]),
         "k--",
         label="ceiling F",
     )
@@ -212,14 +212,19 @@ def curve_plot(curve: dict[str, Any]) -> str:
     fig = _figure(6.0, 3.6)
     ax = fig.subplots()
     for name, values in curve["methods"].items():
-        ax.plot(curve["x"], [np.nan if v is None else v for v in values], marker="o", label=name)
+        ax.plot(curve["x"], _plotted(values), marker="o", label=name)
     for name, style in (("retrained", "k--"), ("original", "k:")):
-        ax.plot(curve["x"], [np.nan if v is None else v for v in curve[name]], style, label=f"{name} models")
+        ax.plot(curve["x"], _plotted(curve[name]), style, label=f"{name} models")
     ax.set_xlabel(f"forget.{curve['key']}")
     ax.set_ylabel(curve["headline"])
     ax.set_title(f"{curve['headline']} of forget={curve['scenario']} against forget.{curve['key']}")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
+
+
+def _plotted(values: list[float | None]) -> list[float]:
+    """A missing figure as a gap in the line."""
+    return [np.nan if v is None else v for v in values]
 
 
 def _label(sc: dict[str, Any]) -> str:
