@@ -60,8 +60,10 @@ RUNTIME = {
     # Priced budgets: the tiny recipe's retrain is 2 steps (about 0.1 CPU s); the template's one epoch costs as much.
     # Its thread keeps CPU time level with wall time, so the CPU cap and the wall-clock cap (both 3 budgets) race.
     "busy_thread_at_import.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=5"], "timeout", "budget"),
-    # At the tiny preset's own price (5 × a retrain), under the full suite's load (test_a_marker_written_just_after...)
-    "template.py": (["scorer.budget_seconds=null"], "scored", "final score"),
+    # Priced at 10 × a retrain: under the full suite's load with a busy core a scoring can still be charged about a CPU
+    # second outside its runs (3.22 of 3 budgets at 5 ×, runs ≤ 0.40 each, after the marker race was fixed; issue 27's
+    # note). The documented first try at the tiny preset's own 5 × is test_docs' test_the_first_try_runs_as_printed.
+    "template.py": (["scorer.budget_seconds=null", "scorer.budget_fraction=10"], "scored", "final score"),
     "tuple_batches.py": ([], "raised", "batches are dicts with `image` and `age_group`"),
     "kaggle_paths.py": ([], "scored", "final score"),
     "eats_memory.py": (["scorer.memory_mb=3072"], "memory", "ran out of memory in run 0"),
@@ -179,7 +181,7 @@ def test_a_priced_result_shows_the_calibration_the_rule_and_each_runs_cost(runti
         cal.steps_per_retrain == 2 and cal.clock == "cpu"
     )  # 1 epoch of 150-odd retain images in batches of 64, the last short one dropped
     assert b.retrain_seconds == pytest.approx(cal.per_step_seconds * 2)
-    assert b.per_run == pytest.approx(5 * b.retrain_seconds) and "5 × retraining's cost" in b.rule
+    assert b.per_run == pytest.approx(10 * b.retrain_seconds) and "10 × retraining's cost" in b.rule
     assert len(b.run_cost) == 3 and b.run_fraction == pytest.approx([c / b.per_run for c in b.run_cost])
     assert len(set(b.run_kit)) == 1 and b.run_kit[0] > 0  # one credit, timed before the import, for every run
     assert [run.cost_fraction for run in r.runs] == b.run_fraction
