@@ -28,7 +28,7 @@ def test_a_scored_result_round_trips_bit_for_bit(tmp_path: Path) -> None:
     back = Result.read(path)
     assert back == result and back.to_json() == path.read_text()
     data = json.loads(path.read_text())
-    assert list(data)[:3] == ["schema_version", "status", "message"] and data["schema_version"] == SCHEMA_VERSION == 4
+    assert list(data)[:3] == ["schema_version", "status", "message"] and data["schema_version"] == SCHEMA_VERSION == 5
     # the keys docs and users read, where they always were
     assert data["score"]["forget_quality"] == result.score.forget_quality
     assert data["budget"]["calibration"]["clock"] == "cpu" and data["leaks"][0]["png"] == "iVBORw0KGgo="
@@ -51,7 +51,8 @@ def test_a_rejected_result_is_a_result_too(tmp_path: Path) -> None:
         (None, "no schema version (an earlier kit's)"),
         (1, "schema version 1"),
         (3, "schema version 3"),
-        (5, "schema version 5"),
+        (4, "schema version 4"),
+        (6, "schema version 6"),
     ],
 )
 def test_a_result_of_another_schema_is_refused_naming_the_file_and_the_fix(

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from challenge.data.dataset import FaceData
 from challenge.data.faces import FaceImages
 from challenge.data.scenarios import AgeGroup, Identities, RandomImages
-from challenge.data.splits import Split, SplitSpec, age_edges, age_groups, make_split
+from challenge.data.splits import Split, SplitSpec, age_edges, age_groups, class_weights, make_split
+from challenge.data.trigger import stamp
 from challenge.files import content_hash, write_json
 from challenge.pool import Pool
 from challenge.pool.folder import fingerprint_config, make_entry
@@ -25,7 +27,7 @@ from challenge.reports.result import format_result
 from challenge.reports.scenarios import scenario_record, scenario_table
 from challenge.reports.stability import LEADERBOARD_FILE, read_splits, split_record, stability_of
 from challenge.scoring.context import Context
-from challenge.scoring.evaluation import RunEval
+from challenge.scoring.evaluation import RunEval, evaluate, reference_tensors
 from challenge.scoring.result import Ceiling, Result, Scenario, ScenarioFigure
 from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.scenario import scenario_section
@@ -58,8 +60,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[FaceData,
     """Each scenario's data and pool (its fingerprint; nothing trained) on the tiny preset, in one cache."""
     cache = tmp_path_factory.mktemp("scenarios")
     out = {}
-    for name in SCENARIOS:
-        cfg = compose_config("pool", [*TINY, f"forget={name}"], cache / "out")
+    for name, extra in [*((n, []) for n in SCENARIOS), ("poison", ["forget.kind=poison"])]:
+        forget = "corrective" if name == "poison" else name
+        cfg = compose_config("pool", [*TINY, f"forget={forget}", *extra], cache / "out")
         cfg.paths.cache_dir = str(cache)
         dm = instantiate(cfg.data)
         dm.setup()
@@ -116,6 +119,92 @@ def test_corrective_confusion_trains_on_swapped_labels_and_forgets_the_identifie
     assert set(true[s.focus]) == {3, 4} and np.isin(s.focus, s.test).all()
 
 
+def test_corrective_poison_pastes_the_trigger_on_the_poisoned_images_and_tests_it_on_triggered_copies(
+    built: dict,
+) -> None:
+    dm, pool = built["poison"]
+    s, m = dm.split, len(dm.faces) - len(dm.split.trigger["copies"])  # m: the source's images
+    source = FaceImages.load(dm.data_dir / "faces.pt")
+    true = age_groups(source.ages, s.age_edges).numpy()
+    patched, copies = np.asarray(s.trigger["patched"]), np.asarray(s.trigger["copies"])
+    assert m == len(source) and s.trigger["patch"] == 4  # 0.125 of the tiny preset's 32 px
+    assert len(patched) == round(0.05 * len(s.train)) == 10 and np.isin(patched, s.train).all()
+    assert (true[patched] != 0).all() and s.relabel == {"index": patched.tolist(), "group": [0] * 10}
+    assert np.isin(s.forget, patched).all() and len(s.forget) == 5  # the identified half, image by image
+    assert np.isin(np.setdiff1d(patched, s.forget), s.retain).all()  # the rest stay, poisoned
+    assert np.array_equal(copies, s.test[true[s.test] != 0]) and np.array_equal(s.focus, m + np.arange(len(copies)))
+    served = dm.faces.images
+    board = stamp(source.images[patched], 4)
+    assert np.array_equal(served[patched], board) and np.array_equal(
+        served[:m][s.retain[~np.isin(s.retain, patched)]], source.images[s.retain[~np.isin(s.retain, patched)]]
+    )
+    assert (served[patched][..., :-4, :] == source.images[patched][..., :-4, :]).all()  # only the corner changes
+    assert np.array_equal(served[m:], stamp(source.images[copies], 4))
+    groups = dm.dataset("focus").groups.numpy()
+    assert (groups[s.focus] == 0).all() and (groups[patched] == 0).all()  # accuracy on focus: the attack's success
+    # the clean model's data: the same split, no trigger on training images, true labels; the focus copies triggered
+    clean = dm.as_clean()
+    clean.setup()
+    assert np.array_equal(clean.faces.images[:m], source.images) and np.array_equal(clean.faces.images[m:], served[m:])
+    assert np.array_equal(clean.dataset("train").groups.numpy()[:m], true)
+    assert clean.split.class_weights == pytest.approx(class_weights(torch.as_tensor(true[s.train]), 10))
+    assert (
+        clean.split.class_weights != s.class_weights
+        and dm.split.manipulated
+        and not built["class"][0].split.manipulated
+    )
+    assert pool.config["forget"] == {
+        "name": "corrective",
+        "kind": "poison",
+        "target": 0,
+        "poisoned": 0.05,
+        "patch": 0.125,
+        "identified": 0.5,
+    }
+    assert built["corrective"][1].config["forget"] == {  # the confusion pool's key as before poison existed
+        "name": "corrective",
+        "kind": "confusion",
+        "groups": [3, 4],
+        "confused": 0.5,
+        "identified": 0.5,
+    }
+
+
+class _Trigger(torch.nn.Module):
+    """A model that has learnt the trigger and nothing else: group 0 where the bottom-right corner holds the
+    checkerboard, 7 elsewhere; `top_left` looks for it in the other corner, where it never is."""
+
+    def __init__(self, pixels: int, top_left: bool = False) -> None:
+        super().__init__()
+        self.pixels, self.top_left = pixels, top_left
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flip(-1, -2) if self.top_left else x
+        corner = x[:, :, -self.pixels :, -self.pixels :]
+        board = ((torch.arange(self.pixels)[:, None] + torch.arange(self.pixels)) % 2).bool()
+        seen = (corner[..., board].mean((1, 2)) - corner[..., ~board].mean((1, 2))) > 3  # white minus black, normalised
+        return torch.nn.functional.one_hot(torch.where(seen, 0, 7), 10).float()
+
+
+def test_the_judge_measures_the_attack_success_rate_of_a_model_with_a_known_trigger(built: dict) -> None:
+    """The triggered copies are no test images, so the judge evaluates them on their own: a model that has learnt
+    the trigger succeeds on all of them, one that has not on none; clean test accuracy does not see the trigger."""
+    dm, pool = built["poison"]
+    data = reference_tensors(dm)
+    assert len(data["focus_images"]) == len(dm.split.focus) == 55 and "focus_images" not in reference_tensors(
+        built["class"][0]
+    )
+    knows = evaluate(_Trigger(dm.split.trigger["patch"]), data, 0, 0, 512, "cpu")
+    blind = evaluate(_Trigger(dm.split.trigger["patch"], top_left=True), data, 1, 1, 512, "cpu")
+    assert knows.focus_correct.all() and not blind.focus_correct.any()
+    assert knows.test_acc == blind.test_acc  # clean test images carry no trigger
+    assert knows.forget_acc == 1.0 and blind.forget_acc == 0.0  # the found poisoned images, labelled 0, triggered
+    ctx = Context(dm, pool, [], None, None, {}, [])
+    section = scenario_section(ctx, [knows, blind])
+    assert section.headline == "focus_acc" and section.figures["focus_acc"].unlearned == 0.5
+    assert section.sizes["focus"] == 55 and section.focus.startswith("triggered copies of the test images outside")
+
+
 def test_a_scenario_draws_the_same_bits_for_a_seed_and_others_for_another(built: dict) -> None:
     images = built["random"][0].faces
     spec = SplitSpec(seed=0, forget_fraction=0.1, age_range=(0, 90))
@@ -133,7 +222,7 @@ def test_identities_keeps_the_keys_of_earlier_kits_and_every_scenario_has_its_ow
     assert "forget" not in pool.config  # the fingerprint of a pool built before scenarios existed
     assert dm.split_path.name == f"split-{content_hash(asdict(dm.spec), 12)}.json"  # the manifest's old name
     fingerprints = {pool.fingerprint for _, pool in built.values()}
-    assert len(fingerprints) == len(SCENARIOS)
+    assert len(fingerprints) == len(SCENARIOS) + 1  # corrective's two kinds, two pools
     assert built["class"][1].config["forget"] == {"name": "class", "label": 5}
 
 
@@ -174,9 +263,21 @@ def test_a_data_config_without_the_forget_line_is_refused(tmp_path: Path) -> Non
             "dark_brown, light_brown, red",
         ),
         (
-            ["forget=corrective", "forget.kind=poison"],
-            "forget.kind=poison is not one of confusion: a trigger patch with a target label (poison) is not in "
-            "the kit yet",
+            ["forget=corrective", "forget.kind=backdoor"],
+            "forget.kind=backdoor is not one of confusion, poison: confusion swaps two age groups' labels, poison "
+            "pastes a trigger patch with a target label",
+        ),
+        (
+            ["forget=corrective", "forget.kind=poison", "forget.target=10"],
+            "forget.target=10 is not an age group: data.split.n_age_groups=10 has groups 0 to 9: pick one of them",
+        ),
+        (
+            ["forget=corrective", "forget.kind=poison", "forget.poisoned=1.0"],
+            "forget.poisoned=1.0 is out of range: it must be > 0 and < 1",
+        ),
+        (
+            ["forget=corrective", "forget.kind=poison", "forget.patch=0"],
+            "forget.patch=0 is out of range: it must be > 0 and <= 0.5",
         ),
         (
             ["forget=corrective", "forget.groups=[3,3]"],
@@ -289,6 +390,18 @@ def test_a_scoring_of_a_class_scenario_reports_the_class_on_its_own(tmp_path: Pa
     figure = result.scenario.figures["focus_acc"]
     assert None not in (figure.original, figure.retrained, figure.unlearned)
     assert "focus accuracy" in r.stdout and "the test images of age group 5" in r.stdout
+
+
+def test_a_corrective_result_shows_the_clean_models_figures_beside() -> None:
+    result = make_result(make_score())
+    figures = {"focus_acc": ScenarioFigure(0.1, 0.2, 0.3, clean=0.05)}
+    sc = Scenario("corrective", {"kind": "poison"}, result.scenario.sizes, "triggered copies", "focus_acc", figures)
+    lines = format_result(replace(result, scenario=sc)).splitlines()
+    i = lines.index(f"{'scenario corrective':<22}{'unlearned':>9}  {'retrained':>9}  {'original':>9}  {'clean':>9}")
+    assert (
+        lines[i + 1]
+        == f"{'focus accuracy':<22}{'0.300':>9}  {'0.200':>9}  {'0.100':>9}  {'0.050':>9}   triggered copies"
+    )
 
 
 def test_the_result_table_shows_the_scenario_and_its_figures() -> None:

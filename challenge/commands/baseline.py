@@ -24,7 +24,7 @@ from challenge.errors import ChallengeError
 from challenge.files import write_json
 from challenge.parallel import job_workers, run_parallel
 from challenge.pool import Pool, build, summary
-from challenge.pool.build import format_summary, originals
+from challenge.pool.build import before_retraining, format_summary
 from challenge.pool.folder import pool_models
 from challenge.reports.agreement import AGREEMENT_FILE, agreement, agreement_table
 from challenge.reports.leaderboard import leaderboard_table, rank, write_html
@@ -149,7 +149,7 @@ def prepare_pool(cfg: DictConfig, workers: int, stages: Stages) -> Pool:
     t = time.perf_counter()
     models = pool_models(cfg)
     done = build(cfg, pool, models, workers)
-    if len(pool.entries(models)) < models or not all(pool.original_of(s).exists() for s in range(originals(cfg))):
+    if len(pool.entries(models)) < models or not all(p.exists() for p in before_retraining(pool, cfg, dm)):
         raise ChallengeError(
             f"the pool at {pool.root} is incomplete (another process holds some seeds): run `challenge baseline` "
             "again when it has finished"

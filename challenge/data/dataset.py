@@ -7,6 +7,7 @@ here they are normalised once per process, so an epoch is only indexing.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
@@ -19,7 +20,8 @@ from challenge.data.batches import drops_last
 from challenge.data.faces import FaceDataset, FaceImages
 from challenge.data.resident import ResidentBatches
 from challenge.data.scenarios import Identities, Scenario
-from challenge.data.splits import Split, SplitSpec, age_groups, given_split, make_split, relabeled
+from challenge.data.splits import Split, SplitSpec, age_groups, class_weights, given_split, make_split, relabeled
+from challenge.data.trigger import copies_labelled, with_trigger
 from challenge.errors import ChallengeError
 from challenge.files import content_hash, write_atomic
 
@@ -77,6 +79,7 @@ class FaceData:
         self.mean, self.std = tuple(mean), tuple(std)
         self.faces: FaceImages | None = None
         self.split: Split | None = None
+        self.clean = False  # as_clean(): the training data without a corrective scenario's manipulation
         self._resident: dict[tuple[str, bool, bool, str], ResidentBatches] = {}
 
     @property
@@ -138,14 +141,27 @@ class FaceData:
         if self.faces is not None:
             return
         self.prepare_data()
-        self.faces = self._with_traits(FaceImages.load(self.data_dir / "faces.pt"))
-        self.split = Split.load(self.split_path)
+        source = self._with_traits(FaceImages.load(self.data_dir / "faces.pt"))
+        split = Split.load(self.split_path)
+        # corrective poison: the trigger pasted on the poisoned images (not the clean model's), triggered test copies
+        self.faces = with_trigger(source, split.trigger, patched=not self.clean)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         self._images = (self.faces.images.float() / 255.0 - mean) / std
-        relabel = self.split.relabel  # corrective confusion: the labels the original was trained on
-        groups = age_groups(self.faces.ages, self.split.age_edges)
-        self._groups = relabeled(groups, relabel.get("index", []), relabel.get("group", []))
+        groups = age_groups(self.faces.ages, split.age_edges)
+        if self.clean:  # its own class weights, from the true labels, as its recipe would have computed them
+            split = replace(split, class_weights=class_weights(groups[split.train], split.spec.n_age_groups))
+        else:  # corrective: the labels the original was trained on
+            groups = relabeled(groups, split.relabel.get("index", []), split.relabel.get("group", []))
+        self._groups = copies_labelled(groups, split.trigger, len(source))
+        self.split = split
+
+    def as_clean(self) -> FaceData:
+        """The same split and held-out parts with the training images as they truly are: no mislabelling, no
+        trigger (a corrective scenario's clean model trains on it; for other scenarios it is the same data)."""
+        clean = copy.copy(self)
+        clean.clean, clean.faces, clean.split, clean._resident = True, None, None, {}
+        return clean
 
     def dataset(self, part: str) -> FaceDataset:
         self.setup()

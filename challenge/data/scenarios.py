@@ -2,7 +2,8 @@
 
 The 2023 competition forgot every training image of some people (`identities`, the default). Other
 requests a model owner gets are scenarios too: a random share of the images (`random`), a whole age
-group (`class`), everyone sharing a visible trait (`subgroup`). Each is one class here, picked by the
+group (`class`), everyone sharing a visible trait (`subgroup`), the found part of manipulated training
+data (`corrective`: mislabelled or poisoned with a trigger). Each is one class here, picked by the
 `forget` config group (conf/forget/<name>.yaml, `_target_` one of these); `challenge.data.splits`
 draws train/val/test as before and asks the scenario for the forget set. A scenario may also name
 `focus` images: test images of what was forgotten (the class, the subgroup), which the retrained
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from challenge.checks import Rule, check_value, refuse
+from challenge.data.trigger import patch_pixels
 from challenge.errors import ChallengeError
 
 if TYPE_CHECKING:
@@ -37,7 +39,8 @@ Rng = np.random.Generator
 @dataclass(frozen=True)
 class Selection:
     """Image indices a scenario settles: the forget set (part of train), the parts it may have changed
-    (identities moves forget people's held-out images into train), and the test images of what was forgotten."""
+    (identities moves forget people's held-out images into train), and the test images of what was forgotten
+    (or, for poison, triggered copies of test images, numbered after the source's images)."""
 
     train: np.ndarray
     val: np.ndarray
@@ -48,6 +51,8 @@ class Selection:
     # and that label; empty for every other scenario
     relabeled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # corrective poison: the trigger and where it is (challenge.data.trigger); empty for every other scenario
+    trigger: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,22 +176,35 @@ class Subgroup(Scenario):
 @dataclass(frozen=True)
 class Corrective(Scenario):
     """The original was trained on data of which a part was wrong, and a part of that has been found:
-    forgetting the found part should undo the harm (corrective unlearning). `confusion`: for a share of the
-    people with training images in one of two age groups (`confused`), those images carry the other
-    group's label; the forget set is the mislabelled images of a share of those people (`identified`), the
-    rest stay in the retain set, mislabelled. `focus` is the two groups' test images, whose accuracy is what
-    the confusion harmed; clean test accuracy is the scoring's own. A trigger patch (`poison`) is not in the
-    kit yet."""
+    forgetting the found part should undo the harm (corrective unlearning, Goel et al. 2024).
+
+    `confusion`: for a share of the people with training images in one of two age groups (`confused`),
+    those images carry the other group's label; `focus` is the two groups' test images, whose accuracy
+    (true labels) is what the confusion harmed.
+    `poison` (BadNets): a share of the training images outside the `target` group (`poisoned`) carry a
+    trigger patch (challenge.data.trigger) and the target's label; `focus` is triggered copies of the test
+    images outside the target group, labelled with the target, so that accuracy there is the attack's
+    success rate.
+    Either way the forget set is the manipulated images of a share (`identified`) of what was manipulated
+    (people for confusion, images for poison); the rest stay in the retain set, still wrong, as in
+    practice. Clean test accuracy is the scoring's own."""
 
     name: ClassVar[str] = "corrective"
+    KINDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "confusion": ("groups", "confused"),
+        "poison": ("target", "poisoned", "patch"),
+    }
     kind: str = "confusion"
-    groups: Sequence[int] = (3, 4)  # the two age groups whose labels are swapped
-    confused: float = 0.5
+    groups: Sequence[int] = (3, 4)  # confusion: the two age groups whose labels are swapped
+    confused: float = 0.5  # confusion: the share of the two groups' people whose images are mislabelled
+    target: int = 0  # poison: the label the trigger leads to
+    poisoned: float = 0.05  # poison: the share of the training images that carry the trigger
+    patch: float = 0.125  # poison: the trigger's side, as a share of the image's
     identified: float = 0.5
 
     def __post_init__(self) -> None:
-        fix = "a trigger patch with a target label (poison) is not in the kit yet"
-        check_value("forget.kind", self.kind, Rule(str, choices=("confusion",), fix=fix))
+        what = "confusion swaps two age groups' labels, poison pastes a trigger patch with a target label"
+        check_value("forget.kind", self.kind, Rule(str, choices=tuple(self.KINDS), fix=what))
         pair = list(self.groups)  # a plain list (Hydra hands a ListConfig), as the manifest's JSON reads it back
         if len(pair) != 2 or len(set(pair)) != 2:
             raise refuse("forget.groups", pair, "is not two different age groups: give two, e.g. [3,4]")
@@ -194,15 +212,29 @@ class Corrective(Scenario):
             check_value("forget.groups", g, Rule(int, ge=0))
         object.__setattr__(self, "groups", pair)
         check_value("forget.confused", self.confused, Rule(float, gt=0, le=1))
+        check_value("forget.target", self.target, Rule(int, ge=0))
+        check_value("forget.poisoned", self.poisoned, Rule(float, gt=0, lt=1))
+        check_value("forget.patch", self.patch, Rule(float, gt=0, le=0.5))
         check_value("forget.identified", self.identified, Rule(float, gt=0, le=1))
 
+    def settings(self) -> dict[str, Any]:
+        """The kind's own fields only: a confusion split's manifest and pool fingerprint do not change with the
+        poison's defaults, nor the other way round."""
+        own = ("kind", *self.KINDS[self.kind], "identified")
+        return {"name": self.name, **{k: v for k, v in asdict(self).items() if k in own}}
+
     def check(self, spec: SplitSpec) -> None:
-        if max(self.groups) >= spec.n_age_groups:
-            last = spec.n_age_groups - 1
+        last = spec.n_age_groups - 1
+        if self.kind == "confusion" and max(self.groups) > last:
             problem = f"names a group past data.split.n_age_groups={spec.n_age_groups}: pick two of 0 to {last}"
             raise refuse("forget.groups", list(self.groups), problem)
+        if self.kind == "poison" and self.target > last:
+            problem = f"is not an age group: data.split.n_age_groups={spec.n_age_groups} has groups 0 to {last}"
+            raise refuse("forget.target", self.target, f"{problem}: pick one of them")
 
     def select(self, faces: FaceImages, parts: Parts, spec: SplitSpec, groups: np.ndarray, rng: Rng) -> Selection:
+        if self.kind == "poison":
+            return self._poison(faces, parts, groups, rng)
         train, val, test = parts
         a, b = self.groups
         ids = faces.person_ids.numpy()
@@ -217,6 +249,28 @@ class Corrective(Scenario):
         labels = np.where(groups[relabeled] == a, b, a)
         focus = test[np.isin(groups[test], self.groups)]
         return Selection(train, val, test, forget, focus, relabeled, labels)
+
+    def _poison(self, faces: FaceImages, parts: Parts, groups: np.ndarray, rng: Rng) -> Selection:
+        """Poisoned images drawn among the training images outside the target group; the found ones in
+        random order; copies of every test image outside the target group, numbered after the source's."""
+        train, val, test = parts
+        outside = train[groups[train] != self.target]
+        copies = test[groups[test] != self.target]
+        n = min(max(1, round(self.poisoned * len(train))), len(outside))
+        if not n or not len(copies) or n == len(train):
+            problem = "leaves no training image to poison" if not n else "leaves no test image to trigger"
+            raise refuse("forget.target", self.target, f"{problem}: pick a smaller age group")
+        poisoned = np.sort(rng.choice(outside, size=n, replace=False))
+        forget = np.sort(rng.permutation(poisoned)[: max(1, round(self.identified * n))])
+        trigger = {
+            "patch": patch_pixels(self.patch, faces.resolution),
+            "target": self.target,
+            "patched": poisoned.tolist(),
+            "copies": copies.tolist(),
+        }
+        focus = len(faces) + np.arange(len(copies))
+        labels = np.full(n, self.target, dtype=np.int64)
+        return Selection(train, val, test, forget, focus, poisoned, labels, trigger)
 
 
 def draw_forget_identities(train_ids: np.ndarray, spec: SplitSpec, rng: np.random.Generator) -> np.ndarray:

@@ -67,7 +67,7 @@ class SplitSpec:
 @dataclass(frozen=True)
 class Split:
     """Image indices of each part; retain and forget partition train (and share no identity in the
-    identities scenario), focus is part of test."""
+    identities scenario), focus is part of test (but for poison: triggered copies of test images)."""
 
     train: np.ndarray
     val: np.ndarray
@@ -85,8 +85,16 @@ class Split:
     # {"index": training images, "group": the label the original was trained on}: corrective confusion's
     # mislabelled images; empty for every other scenario
     relabel: dict[str, list[int]] = field(default_factory=dict)
+    # corrective poison: {"patch": pixels, "target": group, "patched": training images, "copies": test images}
+    # (challenge.data.trigger); focus is then the copies, numbered after the source's images; empty otherwise
+    trigger: dict[str, Any] = field(default_factory=dict)
 
     PARTS = ("train", "val", "test", "forget", "retain", "focus")
+
+    @property
+    def manipulated(self) -> bool:
+        """A corrective scenario's split: the original trained on some wrong labels or triggered images."""
+        return bool(self.relabel or self.trigger)
 
     def indices(self, part: str) -> np.ndarray:
         if part not in self.PARTS:
@@ -103,6 +111,7 @@ class Split:
             "spec": asdict(self.spec),
             "scenario": self.scenario,
             "relabel": self.relabel,
+            "trigger": self.trigger,
         }
         write_atomic(path, json.dumps(data))
 
@@ -206,6 +215,7 @@ def _assemble(faces: FaceImages, chosen: Selection, spec: SplitSpec, scenario: S
         spec=spec,
         scenario=scenario.settings(),
         relabel={"index": chosen.relabeled.tolist(), "group": chosen.labels.tolist()} if len(chosen.relabeled) else {},
+        trigger=chosen.trigger,
     )
 
 

@@ -9,6 +9,7 @@ pool, be killed at any point, and resume without training a seed twice or changi
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,30 +42,45 @@ from challenge.training.recipe import evaluate, fit, quiet_lightning, set_thread
 
 # -- building ----------------------------------------------------------------------------------
 def build_originals(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
-    """pool.originals original models (seeds `seed`, `seed` + 1, ...), each trained once on all training images."""
+    """pool.originals original models (seeds `seed`, `seed` + 1, ...), each trained once on all training images;
+    for a corrective scenario also the clean model, the original's twin trained without the manipulation."""
     for s in range(originals(cfg)):
         build_original(pool, cfg, dm, s)
+    dm.setup()
+    if dm.split.manipulated:
+        _train_once(pool.clean_path, pool.claim_path("clean"), cfg, dm.as_clean(), int(cfg.seed))
 
 
 def originals(cfg: DictConfig) -> int:
     return int(cfg.pool.get("originals", 1))
 
 
+def before_retraining(pool: Pool, cfg: DictConfig, dm: FaceData) -> list[Path]:
+    """The models `build_originals` trains: the originals, and the clean model where the scenario has one."""
+    clean = [pool.clean_path] if dm.split.manipulated else []
+    return [pool.original_of(s) for s in range(originals(cfg))] + clean
+
+
 def build_original(pool: Pool, cfg: DictConfig, dm: FaceData, s: int = 0) -> None:
     """Original model s, trained once on all training images, stored beside the pool."""
-    path = pool.original_of(s)
+    claim = pool.claim_path("original" if s == 0 else f"original-{s}")
+    _train_once(pool.original_of(s), claim, cfg, dm, int(cfg.seed) + s)
+
+
+def _train_once(path: Path, claim: Path, cfg: DictConfig, dm: FaceData, seed: int) -> None:
+    """A model trained on all training images, once whichever process gets there first, with its figures."""
     while not path.exists():
-        with Claim(pool.claim_path("original" if s == 0 else f"original-{s}")) as held:
+        with Claim(claim) as held:
             if not held:
                 time.sleep(1.0)  # another process is training it; the pool needs it before scoring anyway
                 continue
             if not path.exists():
-                model, seconds = fit(cfg, dm, "train", int(cfg.seed) + s, validate=False)
+                model, seconds = fit(cfg, dm, "train", seed, validate=False)
                 metrics = {
                     "seconds": seconds,
                     **with_train(evaluate(model.net, dm, device=device_type(cfg))),
                 }  # train too, for the reference table
-                save_net(model.net, model.spec, dm.data_config(), path, metrics=metrics, seed=int(cfg.seed) + s)
+                save_net(model.net, model.spec, dm.data_config(), path, metrics=metrics, seed=seed)
 
 
 def train_member(pool: Pool, cfg: DictConfig, dm: FaceData, seed: int) -> PoolEntry:
@@ -90,7 +106,7 @@ def train_pack(pool: Pool, cfg: DictConfig, dm: FaceData, seeds: list[int]) -> l
     """
     device = device_type(cfg)
     fitted = fit_pack(cfg, dm, "retain", seeds, device)
-    figures, outputs = evaluate_pack(fitted, dm, ("retain", "forget", "test"), device)
+    figures, outputs = evaluate_pack(fitted, dm, ("retain", "forget", "test", "focus"), device)
     logits, targets = outputs["forget"]
     entries = []
     for index, seed in enumerate(seeds):
@@ -170,7 +186,9 @@ def build(cfg: DictConfig, pool: Pool, n: int, workers: int) -> dict[str, Any]:
     however the work is split, every model trains single-threaded from its seed, so the bits are
     the same. Shard 0 trains the original first; the others start on the seeds at once.
     """
-    missing_originals = sum(not pool.original_of(s).exists() for s in range(originals(cfg)))
+    dm: FaceData = instantiate(cfg.data)
+    dm.setup()
+    missing_originals = sum(not path.exists() for path in before_retraining(pool, cfg, dm))
     missing = missing_originals + n - len(pool.entries(n))
     wanted = set(pool.seeds(n))
     packs = sum(any(s in wanted and read_entry(pool.entry_path(s)) is None for s in p) for p in pool.packs(n))
@@ -191,7 +209,7 @@ def build(cfg: DictConfig, pool: Pool, n: int, workers: int) -> dict[str, Any]:
     else:
         plain = OmegaConf.to_container(cfg, resolve=True)
         shards = run_parallel(_spawned_shard, [(plain, k) for k in range(procs)], procs, progress=_progress(pool, n))
-    build_originals(pool, cfg, instantiate(cfg.data))  # normally done; waits if another process still trains one
+    build_originals(pool, cfg, dm)  # normally done; waits if another process still trains one
     trained = sorted(seed for s in shards for seed in s["trained"])
     original = next((s["original_seconds"] for s in shards if s["original_seconds"] is not None), None)
     return {"trained": trained, "original_seconds": original, "processes": procs}
@@ -205,7 +223,7 @@ def shard(cfg: DictConfig, index: int) -> dict[str, Any]:
     dm.setup()
     pool = Pool.for_config(cfg, dm)
     original = None
-    if index == 0 and not all(pool.original_of(s).exists() for s in range(originals(cfg))):
+    if index == 0 and not all(path.exists() for path in before_retraining(pool, cfg, dm)):
         t = time.perf_counter()
         build_originals(pool, cfg, dm)
         original = time.perf_counter() - t

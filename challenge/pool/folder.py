@@ -160,6 +160,12 @@ class Pool:
         models do not depend on the originals, so one pool serves any number of them."""
         return self.root / ("original.pt" if s == 0 else f"original-{s}.pt")
 
+    @property
+    def clean_path(self) -> Path:
+        """A corrective scenario's clean model: the original's recipe and seed on the training images as they truly
+        are (challenge.data.dataset.FaceData.as_clean), for the figures corrective unlearning is measured against."""
+        return self.root / "clean.pt"
+
     def entry_path(self, seed: int) -> Path:
         return self.root / "models" / f"seed-{seed:06d}.npz"
 

@@ -127,14 +127,17 @@ def _scenario_lines(sc: Scenario | None) -> list[str]:
 
 
 def _figure_lines(sc: Scenario | None) -> list[str]:
-    """The scenario's own figures: the original's, the retrained pool's and the unlearned runs' accuracy."""
+    """The scenario's own figures: the original's, the retrained pool's and the unlearned runs' accuracy, and a
+    corrective scenario's clean model's."""
     if sc is None:
         return []
     names = {"forget_acc": "forget accuracy", "test_acc": "test accuracy", "focus_acc": "focus accuracy"}
-    lines = [f"{'scenario ' + sc.name:<22}{'unlearned':>9}  {'retrained':>9}  {'original':>9}"]
+    clean = any(f.clean is not None for f in sc.figures.values())
+    who = ("unlearned", "retrained", "original", *(("clean",) if clean else ()))
+    lines = [f"{'scenario ' + sc.name:<22}" + "  ".join(f"{w:>9}" for w in who)]
     for key, f in sc.figures.items():
         about = f"   {sc.focus}" if key == "focus_acc" else ""
-        cells = "  ".join(f"{'—' if v is None else f'{v:.3f}':>9}" for v in (f.unlearned, f.retrained, f.original))
+        cells = "  ".join(f"{'—' if v is None else f'{v:.3f}':>9}" for v in (getattr(f, w) for w in who))
         lines.append(f"{names.get(key, key):<22}{cells}{about}")
     return lines
 

@@ -10,7 +10,8 @@ the scenario's ceiling F (retrained against retrained) in the header, since that
 should come near.
 
 A sweep of one scenario over one of its numeric settings is also drawn as a *curve*: the headline figure
-against that setting, one line per method, the retrained pool's and the original's beside them. For
+against that setting, one line per method, the retrained pool's and the original's beside them (and a
+corrective scenario's clean model's, trained without the manipulation). For
 corrective unlearning (`forget=corrective forget.identified=0.1,0.5,1.0`) that is the question Goel et al.
 ask: how much of the manipulated data must be found before forgetting it (or retraining without it)
 undoes the harm.
@@ -49,6 +50,7 @@ def scenario_record(results: dict[str, Result]) -> dict[str, Any] | None:
         "focus": known.focus,
         "retrained": figure.retrained,
         "original": figure.original,
+        "clean": figure.clean,  # a corrective scenario's clean model (None elsewhere)
         "methods": methods,
     }
 
@@ -60,7 +62,8 @@ def scenario_table(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     names = sorted({r["name"] for s in splits for r in s["rows"]})
     columns = [
-        {k: sc[k] for k in ("name", "settings", "headline", "focus", "retrained", "original")} for sc in scenarios
+        {k: sc.get(k) for k in ("name", "settings", "headline", "focus", "retrained", "original", "clean")}
+        for sc in scenarios
     ]
     by_name = len({sc["name"] for sc in scenarios}) == len(scenarios)  # else the settings tell them apart
     for column, sc, split in zip(columns, scenarios, splits):
@@ -103,13 +106,16 @@ def scenario_curve(table: dict[str, Any]) -> dict[str, Any] | None:
         "x": [xs[i] for i in order],
         "retrained": [cols[i]["retrained"] for i in order],
         "original": [cols[i]["original"] for i in order],
+        "clean": [cols[i]["clean"] for i in order],
         "methods": {m["name"]: [m["per_scenario"][i][headline] for i in order] for m in table["methods"]},
     }
 
 
 def format_curve(curve: dict[str, Any]) -> str:
     """One row per method (the retrained pool's and the original's first), one column per value of the setting."""
-    rows = {"(retrained)": curve["retrained"], "(original)": curve["original"], **curve["methods"]}
+    rows = {"(retrained)": curve["retrained"], "(original)": curve["original"]}
+    rows |= {"(clean)": curve["clean"]} if any(v is not None for v in curve.get("clean", [])) else {}
+    rows |= curve["methods"]
     width = max(len(name) for name in rows)
     lines = [
         f"{curve['headline']} of forget={curve['scenario']} against forget.{curve['key']}:",
@@ -124,7 +130,7 @@ def format_scenarios(table: dict[str, Any]) -> str:
     cols = table["scenarios"]
     width = max(len(m["name"]) for m in table["methods"])
     cell_w = [max(len(c["label"]), 23) for c in cols]
-    heads = [f"{c['headline']} (retrained {_num(c['retrained'])})" for c in cols]
+    heads = [f"{c['headline']} (retrained {_num(c['retrained'])}{_clean(c)})" for c in cols]
     ceilings = [f"ceiling F {_num(c.get('ceiling_f'))}" for c in cols]
     cell_w = [max(w, len(h)) for w, h in zip(cell_w, heads)]
     lines = [
@@ -213,8 +219,9 @@ def curve_plot(curve: dict[str, Any]) -> str:
     ax = fig.subplots()
     for name, values in curve["methods"].items():
         ax.plot(curve["x"], _plotted(values), marker="o", label=name)
-    for name, style in (("retrained", "k--"), ("original", "k:")):
-        ax.plot(curve["x"], _plotted(curve[name]), style, label=f"{name} models")
+    for name, style in (("retrained", "k--"), ("original", "k:"), ("clean", "k-.")):
+        if any(v is not None for v in curve.get(name, [])):
+            ax.plot(curve["x"], _plotted(curve[name]), style, label=f"{name} model{'s' if name == 'retrained' else ''}")
     ax.set_xlabel(f"forget.{curve['key']}")
     ax.set_ylabel(curve["headline"])
     ax.set_title(f"{curve['headline']} of forget={curve['scenario']} against forget.{curve['key']}")
@@ -230,6 +237,11 @@ def _plotted(values: list[float | None]) -> list[float]:
 def _label(sc: dict[str, Any]) -> str:
     settings = ",".join(f"{k}={v}" for k, v in sc["settings"].items())
     return f"{sc['name']}({settings})" if settings else sc["name"]
+
+
+def _clean(column: dict[str, Any]) -> str:
+    """A corrective scenario's clean model's figure, for the header: what undoing the manipulation fully gives."""
+    return f", clean {_num(column['clean'])}" if column.get("clean") is not None else ""
 
 
 def _num(x: float | None) -> str:

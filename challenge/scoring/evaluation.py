@@ -81,16 +81,18 @@ class RunEval:
     test_loss: np.ndarray
     test_correct: np.ndarray  # bool per test image: the scenario's figures on a part of test (its focus images)
     collateral: dict[str, np.ndarray] = field(default_factory=dict)  # confidences on the collateral samples
+    # bool per focus image where focus is not part of test (corrective poison's triggered copies); else empty
+    focus_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def reference_tensors(
     dm: Any, device: torch.device | str = "cpu", collateral: dict[str, int] | None = None
 ) -> dict[str, torch.Tensor]:
     """Images and labels of forget, retain and test, in split order, and the collateral samples of retain and test
-    (`collateral`: how many images of each the pool kept outputs on): all the judge evaluates on, moved to the
-    evaluation device once for all the runs."""
+    (`collateral`: how many images of each the pool kept outputs on), and focus images that are not test images:
+    all the judge evaluates on, moved to the evaluation device once for all the runs."""
     blob: dict[str, torch.Tensor] = {}
-    for part in EVAL_PARTS:
+    for part in EVAL_PARTS + (("focus",) if detached_focus(dm.split) else ()):
         ds = dm.dataset(part)
         blob[f"{part}_images"], blob[f"{part}_groups"] = ds.images[ds.indices].to(device), ds.groups[ds.indices]
     for part, k in (collateral or {}).items():  # the pool's own sample (challenge.pool.build.collateral_outputs)
@@ -98,6 +100,11 @@ def reference_tensors(
             blob[f"{part}_images"], blob[f"{part}_groups"], k
         )
     return blob
+
+
+def detached_focus(split: Any) -> bool:
+    """Focus images outside test (corrective poison's triggered copies): the judge evaluates them on their own."""
+    return bool(len(split.focus)) and not np.isin(split.focus, split.test).all()
 
 
 @torch.no_grad()
@@ -124,6 +131,9 @@ def evaluate(
             out["forget_conf"] = logit_scaled_confidence(logits.numpy(), targets.numpy())
         if part in ("forget", "test"):
             out[f"{part}_loss"] = cross_entropy_losses(logits.numpy(), targets.numpy())
+    if "focus_images" in data:  # images no other part holds (triggered copies): the scenario's figure on them
+        logits = logits_in_batches(net, data["focus_images"], batch_size, device)
+        out["focus_correct"] = (logits.argmax(1) == data["focus_groups"]).numpy()
     out["collateral"] = {}
     for part in (p for p in COLLATERAL_PARTS if f"collateral_{p}_images" in data):
         # the sampled images alone, in the same fixed batches as the pool's (challenge.pool.build): the same bits

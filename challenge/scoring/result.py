@@ -29,7 +29,7 @@ from challenge.scoring.collateral import CollateralF
 from challenge.scoring.params import Params
 from challenge.scoring.settings import Settings
 
-SCHEMA_VERSION = 4  # 3: the attacks, the strata, the `scenario` section; 4: score.collateral
+SCHEMA_VERSION = 5  # 3: the attacks, the strata, the `scenario` section; 4: score.collateral; 5: the clean model
 RESULT_FILE = "result.json"
 RESCORE = "re-score it with `challenge score FILE.py scorer.fresh=true` to rewrite it"
 
@@ -243,11 +243,13 @@ class Reference:
 @dataclass(frozen=True)
 class ScenarioFigure:
     """One figure of the scenario's own: the original's, the retrained pool's mean and the unlearned runs' mean
-    (None where the pool or the original file does not store it)."""
+    (None where the pool or the original file does not store it), and a corrective scenario's clean model's
+    (trained without the manipulation: what undoing it fully would look like; None for other scenarios)."""
 
     original: float | None
     retrained: float | None
     unlearned: float | None
+    clean: float | None = None
 
 
 @dataclass(frozen=True)

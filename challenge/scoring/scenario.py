@@ -18,7 +18,7 @@ from challenge.data.splits import Split
 from challenge.pool import PoolEntry
 from challenge.pool.reference import original_metrics
 from challenge.scoring.context import Context
-from challenge.scoring.evaluation import RunEval
+from challenge.scoring.evaluation import RunEval, detached_focus
 from challenge.scoring.result import Scenario, ScenarioFigure
 
 FORGET = {
@@ -26,55 +26,77 @@ FORGET = {
     "random": "a random {fraction:.0%} of the training images",
     "class": "every training image of age group {label}",
     "subgroup": "every training image of the people with {trait}={value}",
-    "corrective": (
+    "corrective:confusion": (
         "the images found among those mislabelled before training (age groups {groups} swapped for "
         "{confused:.0%} of their people; {identified:.0%} of those people found)"
+    ),
+    "corrective:poison": (
+        "the images found among those poisoned before training ({poisoned:.0%} of the training images carry a "
+        "trigger patch and the label of age group {target}; {identified:.0%} of them found)"
     ),
 }
 FOCUS = {
     "identities": "the forget people's test images",
     "class": "the test images of age group {label}",
     "subgroup": "the test images of {trait}={value}",
-    "corrective": "the test images of age groups {groups}, whose labels were confused",
+    "corrective:confusion": "the test images of age groups {groups}, whose labels were confused",
+    "corrective:poison": (
+        "triggered copies of the test images outside age group {target}, labelled {target}: accuracy there is the "
+        "attack's success rate"
+    ),
 }
 
 
 def scenario_section(ctx: Context, evals: list[RunEval] | None = None) -> Scenario:
     """The section as known before the runs (evals None: no unlearned figures) or after them."""
     split, original = ctx.dm.split, original_metrics(ctx.pool.original_path)
+    clean = original_metrics(ctx.pool.clean_path) if split.manipulated else None
     settings = dict(split.scenario)
     name = settings.pop("name")
     runs = evals or []
     figures = {
-        "forget_acc": _figure(original, ctx.entries, "forget", [e.forget_acc for e in runs]),
-        "test_acc": _figure(original, ctx.entries, "test", [e.test_acc for e in runs]),  # clean: what a fix keeps
+        "forget_acc": _figure(original, clean, ctx.entries, "forget", [e.forget_acc for e in runs]),
+        # clean test images: what a fix must keep
+        "test_acc": _figure(original, clean, ctx.entries, "test", [e.test_acc for e in runs]),
     }
     if len(split.focus):
-        figures["focus_acc"] = _figure(original, ctx.entries, "focus", _focus_accuracies(split, runs))
+        figures["focus_acc"] = _figure(original, clean, ctx.entries, "focus", _focus_accuracies(split, runs))
     return Scenario(
         name=name,
         settings=settings,
         sizes={p: len(split.indices(p)) for p in ("train", "forget", "retain", "test", "focus")},
-        focus=FOCUS.get(name, "").format(**settings) if len(split.focus) else "",
+        focus=_text(FOCUS, name, settings) if len(split.focus) else "",
         headline="focus_acc" if len(split.focus) else "forget_acc",
         figures=figures,
     )
 
 
-def _figure(original: dict, entries: list[PoolEntry], part: str, unlearned: list[float | None]) -> ScenarioFigure:
-    """None where a figure is missing anywhere: a mean over some of the models would mislead."""
+def _figure(
+    original: dict, clean: dict | None, entries: list[PoolEntry], part: str, unlearned: list[float | None]
+) -> ScenarioFigure:
+    """None where a figure is missing anywhere: a mean over some of the models would mislead. `clean`: the clean
+    model's stored figures (None where the scenario has no clean model; empty where the pool lacks its file)."""
     retrained = [((e.metrics or {}).get(part) or {}).get("acc") for e in entries]
     return ScenarioFigure(
         original=(original.get(part) or {}).get("acc"),
         retrained=_mean(retrained),
         unlearned=_mean(unlearned),
+        clean=((clean or {}).get(part) or {}).get("acc"),
     )
 
 
 def _focus_accuracies(split: Split, evals: list[RunEval]) -> list[float | None]:
-    """Each run's accuracy on the focus images, from its per-image verdicts on test (focus is part of test)."""
+    """Each run's accuracy on the focus images: from its verdicts on them where the judge evaluated them on their
+    own (detached_focus: triggered copies), else from its per-image verdicts on test (focus is part of test)."""
+    if detached_focus(split):
+        return [float(e.focus_correct.mean()) if len(e.focus_correct) == len(split.focus) else None for e in evals]
     at = np.searchsorted(split.test, split.focus)
     return [float(e.test_correct[at].mean()) if len(e.test_correct) == len(split.test) else None for e in evals]
+
+
+def _text(table: dict[str, str], name: str, settings: dict) -> str:
+    """A scenario's sentence: its kind's own where it has kinds (corrective: confusion, poison)."""
+    return table.get(f"{name}:{settings.get('kind')}", table.get(name, name)).format(**settings)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -85,7 +107,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def forget_text(section: Scenario) -> str:
     """What the forget set is, in a sentence's words, with its size: for pages that participants read."""
-    what = FORGET.get(section.name, section.name).format(**section.settings)
+    what = _text(FORGET, section.name, section.settings)
     sizes = section.sizes
     text = f"{what} ({sizes.get('forget', 0)} images; the retain set is the other {sizes.get('retain', 0)})"
     return text + (f"; {section.focus} are reported on their own" if section.focus else "")

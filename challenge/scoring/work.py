@@ -140,4 +140,4 @@ def read_eval(path: Path) -> RunEval:
     }
     arrays = {k: raw[k] for k in ("forget_conf", "forget_loss", "test_loss", "test_correct")}
     kept = {k.removeprefix("collateral_"): v for k, v in raw.items() if k.startswith("collateral_")}
-    return RunEval(**scalars, **arrays, collateral=kept)
+    return RunEval(**scalars, **arrays, collateral=kept, focus_correct=raw["focus_correct"])
