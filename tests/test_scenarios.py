@@ -392,6 +392,24 @@ def test_a_scoring_of_a_class_scenario_reports_the_class_on_its_own(tmp_path: Pa
     assert "focus accuracy" in r.stdout and "the test images of age group 5" in r.stdout
 
 
+@pytest.mark.slow  # about 110 s on a loaded 2-core machine: a tiny pool with its clean model, and a scoring
+def test_a_poison_pool_trains_the_clean_model_and_the_scoring_reports_the_attack_beside_it(tmp_path: Path) -> None:
+    env = {"CHALLENGE_CACHE_DIR": str(tmp_path / "cache")}
+    poison = [*TINY, "forget=corrective", "forget.kind=poison"]
+    template = Path(__file__).resolve().parent.parent / "submissions" / "template.py"
+    assert run_cli("pool", *poison, cwd=tmp_path, env=env).returncode == 0
+    (clean,) = (tmp_path / "cache").rglob("clean.pt")
+    assert (clean.parent / "original.pt").exists()
+    r = run_cli("score", str(template), *poison, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    result = Result.read(next((tmp_path / "outputs").rglob("result.json")))
+    sc = result.scenario
+    assert result.scored and sc.settings["kind"] == "poison" and sc.sizes["focus"] == 55
+    assert all(None not in (f.original, f.retrained, f.unlearned, f.clean) for f in sc.figures.values())
+    assert "triggered copies of the test images outside age group 0" in r.stdout
+    assert re.search(r"scenario corrective\s+unlearned\s+retrained\s+original\s+clean", r.stdout)
+
+
 def test_a_corrective_result_shows_the_clean_models_figures_beside() -> None:
     result = make_result(make_score())
     figures = {"focus_acc": ScenarioFigure(0.1, 0.2, 0.3, clean=0.05)}
