@@ -48,7 +48,9 @@ def build_originals(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
         build_original(pool, cfg, dm, s)
     dm.setup()
     if dm.split.manipulated:
-        _train_once(pool.clean_path, pool.claim_path("clean"), cfg, dm.as_clean(), int(cfg.seed))
+        # evaluated on the data as the other models are (the forget set as found: triggered, mislabelled), so that
+        # its figures sit beside theirs
+        _train_once(pool.clean_path, pool.claim_path("clean"), cfg, dm.as_clean(), int(cfg.seed), judged=dm)
 
 
 def originals(cfg: DictConfig) -> int:
@@ -67,8 +69,11 @@ def build_original(pool: Pool, cfg: DictConfig, dm: FaceData, s: int = 0) -> Non
     _train_once(pool.original_of(s), claim, cfg, dm, int(cfg.seed) + s)
 
 
-def _train_once(path: Path, claim: Path, cfg: DictConfig, dm: FaceData, seed: int) -> None:
-    """A model trained on all training images, once whichever process gets there first, with its figures."""
+def _train_once(
+    path: Path, claim: Path, cfg: DictConfig, dm: FaceData, seed: int, judged: FaceData | None = None
+) -> None:
+    """A model trained on all training images, once whichever process gets there first, with its figures on
+    `judged` (the training data's own parts unless given)."""
     while not path.exists():
         with Claim(claim) as held:
             if not held:
@@ -78,7 +83,7 @@ def _train_once(path: Path, claim: Path, cfg: DictConfig, dm: FaceData, seed: in
                 model, seconds = fit(cfg, dm, "train", seed, validate=False)
                 metrics = {
                     "seconds": seconds,
-                    **with_train(evaluate(model.net, dm, device=device_type(cfg))),
+                    **with_train(evaluate(model.net, judged or dm, device=device_type(cfg))),
                 }  # train too, for the reference table
                 save_net(model.net, model.spec, dm.data_config(), path, metrics=metrics, seed=seed)
 
