@@ -118,7 +118,7 @@ def make_result(
         run_budget=[per_run] * n,
         run_fraction=fractions,
         outside_budgets=0.01,
-        used_budgets=sum(fractions) + 0.01,
+        used_budgets=sum(fractions),
         enforced="the runs within budgets",
     )
     sandbox = {

@@ -109,6 +109,6 @@ def test_the_leaderboard_row_gives_scores_json_in_the_bundles_columns() -> None:
     assert all(math.isnan(row.scores()[k]) for k in attack_keys)  # none in make_score: NaN, still a number
     assert list(row.scores()) == [c.key for c in COLUMNS]
     assert [c.sorting for c in COLUMNS] == ["desc"] * 6 + ["asc"] * 4 + ["desc"] * 2
-    assert (row.budget_seconds, row.budget_used) == (4.0, pytest.approx((6.0 / 4.0 + 0.01) / 3))
+    assert (row.budget_seconds, row.budget_used) == (4.0, pytest.approx((6.0 / 4.0) / 3))  # the runs alone
     without_ci = LeaderboardRow.from_score("m", make_score(forget_quality_ci=None), [1.0]).scores()
     assert math.isnan(without_ci["f_ci_low"]) and math.isnan(without_ci["f_ci_high"])  # a number in every column

@@ -105,7 +105,6 @@ def score_runs(res: Path, ref: Path) -> dict[str, float]:
         attempt,
         runs,
         [ledger.runs.get(i) for i in range(s.n_runs)],
-        ledger.outside_budgets,
         s,
         side,
         lambda i, weights: judge_run(spec, weights, data, i, s),

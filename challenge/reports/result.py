@@ -110,7 +110,7 @@ def budget_lines(b: Budget) -> list[str]:
         f"{'cost per run':<22}{np.mean(b.run_cost):>9.2f}   {clock}, {np.mean(fractions):.0%} of the budget on average,"
         f" max {max(fractions):.0%} (run {int(np.argmax(fractions))})",
         f"{'':<22}{'':>9}   besides the kit's own {np.mean(b.run_kit or [0.0]) * 1000:.0f} ms a run (its fresh "
-        "process, the weights out), not charged",
+        f"process, the weights out) and {b.outside_budgets or 0.0:.2f} budgets between the runs, not charged",
         f"{'budgets used':<22}{b.used_budgets:>9.2f}   of {len(fractions)}: {b.enforced}",
         f"{'':<22}{'':>9}   per run (% of budget): " + " ".join(f"{f:.0%}" for f in fractions),
     ]

@@ -129,12 +129,12 @@ def read_kit_run(path: Path) -> dict[str, float]:
     return {k: v if math.isfinite(v) and v > 0 else 0.0 for k, v in kit.items()}
 
 
-def verdict(runs: list[dict[str, float]], outside: float, n_runs: int, exempt: bool) -> str | None:
-    """Kaggle's rule on the whole submission: the runs (and what was done between them) within N budgets."""
+def verdict(runs: list[dict[str, float]], n_runs: int, exempt: bool) -> str | None:
+    """Kaggle's rule on the whole submission: the N runs within N budgets."""
     if exempt:
         return None
     fractions = [r["cost"] / r["budget"] for r in runs]
-    used = sum(fractions) + outside
+    used = sum(fractions)
     if used <= n_runs:
         return None
     worst = max(range(len(runs)), key=fractions.__getitem__)

@@ -159,10 +159,10 @@ def kit_failure(outcome: Outcome, settings: Settings, stderr: Path) -> Challenge
 _MEMORY_WORDS = ("memory", "cannot map", "cannot allocate", "mmap", "failed to map")
 
 
-def judge_budget(charges: list[dict[str, Any]], outside_budgets: float, settings: Settings) -> list[dict[str, Any]]:
+def judge_budget(charges: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
     """Each run's charge with its budget under these settings; a timeout Verdict if they do not fit."""
     runs = [{**c, "budget": run_budget(c, settings)} for c in charges]
-    message = budget_verdict(runs, outside_budgets, settings.n_runs, settings.budget_exempt)
+    message = budget_verdict(runs, settings.n_runs, settings.budget_exempt)
     if message:
         raise Verdict("timeout", message)
     return runs
@@ -257,7 +257,6 @@ def judge_submission(
     attempt: Attempt | None,
     runs: Path,
     charges: list[dict[str, Any] | None],
-    outside_budgets: float,
     settings: Settings,
     pool: PoolSide,
     evaluate: Callable[[int, Path], RunEval],
@@ -289,7 +288,7 @@ def judge_submission(
     broken = next((i for i in range(settings.n_runs) if records[i] is None or not done(i)), None)
     if broken is not None:
         raise Verdict(Status.CRASHED, f"run {broken}'s record is unreadable")
-    charged = judge_budget(charges, outside_budgets, settings)
+    charged = judge_budget(charges, settings)
     start = time.perf_counter()
     evals = [evaluate(i, runs / f"{run_name(i)}{WEIGHTS}") for i in range(settings.n_runs)]
     seconds = time.perf_counter() - start

@@ -6,8 +6,14 @@ code cannot forge the scorer's reading. On a GPU (scorer.device resolved to cuda
 synchronised wall time: the run's process synchronises before it ends, so queued GPU work is charged
 to the run that queued it. As on Kaggle the budget holds for the whole submission, N runs within N
 budgets; one run over `cap` budgets is stopped at once, and a run that idles (sleeps, waits) is stopped
-by the wall clock at `wall_slack` times that cap. Everything the child does after the price of a retrain
-is taken counts, also between runs, so work hidden outside the markers is still charged.
+by the wall clock at `wall_slack` times that cap.
+
+A run is its own process, from the fork to the reap (the import, `unlearning()`, the weights out, the exit),
+and that is what is charged. The warm parent never runs a line of the participant's file, and a run that
+leaves a process behind is rejected, so what the child does between the runs (marking them, emptying the
+scratch folders, its own exit) is the kit's: it is measured and reported (`outside_budgets`), not charged.
+Charging it made a verdict depend on machine load: under a full test suite with a busy core, about a CPU
+second landed there, and a template within its budget at every run was rejected (issue 27).
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ class Meter:
     """The watchdog that charges a child's runs: polled by Sandbox.run with the child's process tree.
 
     Run i lasts from its `.start` to its `.end` marker (the child writes them around the call);
-    the charge since the import is also kept, so that work done outside the markers still counts.
+    what the child uses between the runs is kept too, for the record (it is the kit's, not charged).
     A marker is seen only at the next poll, which a loaded machine can delay by a second: a run is
     then charged the child's own clocks written in its markers, held within what the polls on either
     side of each marker allow (a forged claim moves a run's charge no further than that, and the
@@ -197,17 +203,17 @@ class Meter:
         b = self.budget
         if b is None or self.cpu_at_import is None:
             return self.charged_before
-        if b.clock == "cpu":
-            spent = self.last.cpu - self.cpu_at_import - sum(r.get("kit", 0.0) for r in self.records.values())
-        else:  # wall clock: time between runs is the kit's loading and saving, charged to nobody
-            spent = sum(r["cost"] for r in self.records.values()) + (now - self.run_wall if self.running else 0.0)
+        spent = sum(r["cost"] for r in self.records.values()) + (self._running_cost(now) if self.running else 0.0)
         return self.charged_before + spent / b.per_run
+
+    def _running_cost(self, now: float) -> float:
+        """The running run's charge so far, from the poll that saw its start, less the kit's own part."""
+        return max(0.0, self._clock(self.last.cpu, now) - self.run_cpu - self.kit_run[self.budget.clock])
 
     def _over(self, cpu: float, now: float) -> str | None:
         b = self.budget
         if self.running and b is not None and not b.exempt:
-            index, wall = self.todo[self.pos], now - self.run_wall
-            cost = max(0.0, self._clock(cpu, now) - self.run_cpu - self.kit_run[b.clock])
+            index, wall, cost = self.todo[self.pos], now - self.run_wall, self._running_cost(now)
             if cost > b.cap * b.per_run:
                 return (
                     f"run {index} was stopped after {cost:.1f} s, over the cap of {b.cap:g} × its budget of "
@@ -240,7 +246,7 @@ class Meter:
         self._advance(final=True)
 
     def outside_budgets(self) -> float:
-        """What this child charged outside its runs (import, the kit's loading and saving), in budgets."""
+        """What the child used outside its runs (the kit's marking, emptying and exit; not charged), in budgets."""
         if self.budget is None or self.cpu_at_import is None or self.budget.clock != "cpu":
             return 0.0
         in_runs = sum(r["cost"] + r.get("kit", 0.0) for r in self.records.values())

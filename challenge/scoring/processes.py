@@ -30,6 +30,14 @@ _STATE = {
 }
 
 
+# A process that has ended: a zombie (its times not yet its parent's), or one being reaped ("X": its parent's wait has
+# claimed it and adds, or has added, its times to its own children's counters before the pid is gone). Counting an
+# "X" as well as the parent read just before it counts that process's CPU twice, and the tree's total is kept monotone,
+# so one reading inside that window (which a loaded machine widens: the wait copies its results to the reaper's
+# memory, and can be descheduled there) would charge the submission that process's CPU a second time.
+_ENDED = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+
 class Proc(NamedTuple):
     pid: int
     state: str  # one letter, as ps shows it
@@ -186,7 +194,7 @@ class ProcessTree:
         for p in self.procs.values():
             try:
                 with p.oneshot():
-                    if p.status() != psutil.STATUS_ZOMBIE:
+                    if p.status() not in _ENDED:
                         used, tasks = used + _cpu(p), tasks + p.num_threads()
             except psutil.Error:
                 continue

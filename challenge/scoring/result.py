@@ -189,7 +189,7 @@ class Budget:
     run_kit: list[float] = field(default_factory=list)  # the kit's own part of each run, not in run_cost
     run_budget: list[float] = field(default_factory=list)
     run_fraction: list[float] = field(default_factory=list)
-    outside_budgets: float | None = None
+    outside_budgets: float | None = None  # what the child used between the runs: the kit's own, not charged
     used_budgets: float | None = None
     enforced: str | None = None
 

@@ -123,8 +123,8 @@ def run_child(
     timing: dict[str, Any],
     data: dict[str, torch.Tensor],
 ) -> tuple[Attempt | None, float, Alongside | None]:
-    """The runs still to do, in the sandbox (finished ones are reused): how the child ended, what it was charged
-    outside its runs (in budgets), and the evaluations done alongside it (challenge.scoring.alongside).
+    """The runs still to do, in the sandbox (finished ones are reused): how the child ended, what it used outside
+    its runs (in budgets: the kit's, not charged), and the evaluations done alongside it (challenge.scoring.alongside).
     The child's start-up times go into `timing`; its accepted runs into work.runs."""
     s = ctx.settings
     work.salvage()
@@ -237,7 +237,6 @@ def _score(ctx: Context, work: Work, submission: Path, out_dir: Path, base: Resu
             attempt,
             work.runs,
             charges,
-            outside,
             ctx.settings,
             pool_side(ctx.entries, f"the pool at {ctx.pool.root}", original_confidences(ctx, data)),
             lambda i, weights: evaluate_run(ctx, work, i, weights, data, early),

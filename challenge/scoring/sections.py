@@ -78,7 +78,7 @@ def budget_section(work: Work, s: Settings, runs: list[dict[str, Any]], outside:
         run_budget=[r["budget"] for r in runs],
         run_fraction=fractions,
         outside_budgets=outside,
-        used_budgets=sum(fractions) + outside,
+        used_budgets=sum(fractions),
         enforced=(
             "exempt (BUDGET_EXEMPT in a kit baseline)"
             if s.budget_exempt
