@@ -32,7 +32,7 @@ from challenge.scoring.result import Ceiling, Result, Scenario, ScenarioFigure
 from challenge.scoring.row import LeaderboardRow
 from challenge.scoring.scenario import scenario_section
 from tests.conftest import TINY, compose_config, run_cli
-from tests.results import make_result, make_score
+from tests.results import SETTINGS, make_result, make_score
 from tests.test_datasets import (  # noqa: F401
     cache_dir,
     data,
@@ -199,7 +199,7 @@ def test_the_judge_measures_the_attack_success_rate_of_a_model_with_a_known_trig
     assert knows.focus_correct.all() and not blind.focus_correct.any()
     assert knows.test_acc == blind.test_acc  # clean test images carry no trigger
     assert knows.forget_acc == 1.0 and blind.forget_acc == 0.0  # the found poisoned images, labelled 0, triggered
-    ctx = Context(dm, pool, [], None, None, {}, [])
+    ctx = Context(dm, pool, [], None, SETTINGS, {}, [])
     section = scenario_section(ctx, [knows, blind])
     assert section.headline == "focus_acc" and section.figures["focus_acc"].unlearned == 0.5
     assert section.sizes["focus"] == 55 and section.focus.startswith("triggered copies of the test images outside")
@@ -361,7 +361,7 @@ def test_the_scenario_section_reads_each_runs_focus_images_out_of_its_test_verdi
         make_entry(seed, 1.0, figures | {"focus": {"acc": acc, "n": 7}}, np.zeros(len(s.forget)))
         for seed, acc in ((0, 0.0), (1, 1 / 7))
     ]
-    ctx = Context(dm, pool, entries, None, None, {}, [])  # the fields the section reads: data, pool, entries
+    ctx = Context(dm, pool, entries, None, SETTINGS, {}, [])  # the fields the section reads: data, pool, entries
     section = scenario_section(ctx, evals)
     assert (section.name, section.settings, section.headline) == ("class", {"label": 5}, "focus_acc")
     assert section.sizes == {"train": 196, "forget": 32, "retain": 164, "test": 56, "focus": 7}
@@ -371,6 +371,22 @@ def test_the_scenario_section_reads_each_runs_focus_images_out_of_its_test_verdi
     assert section.figures["test_acc"] == ScenarioFigure(None, 0.7, 0.7)
     before = scenario_section(ctx)  # a rejected submission's: what was known before the runs
     assert before.figures["focus_acc"].unlearned is None and before.sizes == section.sizes
+
+
+def test_the_originals_figure_is_the_mean_of_the_originals_the_runs_start_from(tmp_path: Path, built: dict) -> None:
+    """With pool.originals=2 the runs start from two originals (do_nothing's figures are their mean), so the
+    original's figure is their mean too; one missing file leaves it unknown rather than one original's."""
+    dm, pool = built["class"]
+    own = Pool(tmp_path / "pool", pool.config)
+    own.root.mkdir()
+    for s, acc in ((0, 0.8), (1, 0.4)):
+        torch.save({"metrics": {"focus": {"acc": acc}, "test": {"acc": acc / 2}}}, own.original_of(s))
+    two = Context(dm, own, [], None, replace(SETTINGS, originals=2), {}, [])
+    figures = scenario_section(two).figures
+    assert figures["focus_acc"].original == pytest.approx(0.6) and figures["test_acc"].original == pytest.approx(0.3)
+    assert scenario_section(replace(two, settings=SETTINGS)).figures["focus_acc"].original == pytest.approx(0.8)
+    own.original_of(1).unlink()
+    assert scenario_section(two).figures["focus_acc"].original is None
 
 
 def _run_eval(index: int, test_correct: np.ndarray, forget_acc: float) -> RunEval:
@@ -433,13 +449,18 @@ def test_the_result_table_shows_the_scenario_and_its_figures() -> None:
 
 
 def _scenario_run(
-    folder: Path, scenario: Scenario, scores: dict[str, tuple[float, float]], ceiling: float | None = None
+    folder: Path,
+    scenario: Scenario,
+    scores: dict[str, tuple[float, float]],
+    ceiling: float | None = None,
+    clean: float | None = None,
 ) -> Path:
     """A finished `challenge baseline` run folder of one scenario: its leaderboard and scenario record."""
     top = None if ceiling is None else Ceiling(ceiling, None, ceiling, 3, 2, "pool")
     results = {
         name: replace(
-            make_result(make_score(final_score=final, ceiling=top)), scenario=replace(scenario, figures=_figures(fig))
+            make_result(make_score(final_score=final, ceiling=top)),
+            scenario=replace(scenario, figures=_figures(fig, clean)),
         )
         for name, (final, fig) in scores.items()
     }
@@ -450,8 +471,11 @@ def _scenario_run(
     return folder
 
 
-def _figures(unlearned: float) -> dict[str, ScenarioFigure]:
-    return {"forget_acc": ScenarioFigure(1.0, 0.1, unlearned), "focus_acc": ScenarioFigure(0.8, 0.0, unlearned / 2)}
+def _figures(unlearned: float, clean: float | None = None) -> dict[str, ScenarioFigure]:
+    return {
+        "forget_acc": ScenarioFigure(1.0, 0.1, unlearned, clean),
+        "focus_acc": ScenarioFigure(0.8, 0.0, unlearned / 2, clean),
+    }
 
 
 def test_a_multirun_over_scenarios_gives_each_method_per_scenario(tmp_path: Path, capsys, browser) -> None:  # noqa: ANN001
@@ -503,13 +527,19 @@ def test_a_sweep_over_forget_identified_draws_the_corrective_curve(tmp_path: Pat
     for i, (found, fig) in enumerate(((0.5, 0.6), (0.1, 0.9), (1.0, 0.2))):
         settings = {"kind": "confusion", "groups": [3, 4], "confused": 0.5, "identified": found}
         sc = Scenario("corrective", settings, sizes, "the test images of age groups [3, 4]", "focus_acc", {})
-        runs.append(_scenario_run(tmp_path / str(i), sc, {"finetune": (0.3, fig), "do_nothing": (0.0, 1.0)}))
+        scores = {"finetune": (0.3, fig), "do_nothing": (0.0, 1.0)}
+        runs.append(_scenario_run(tmp_path / str(i), sc, scores, clean=0.05))
     stability_of(runs, tmp_path)
     curve = json.loads((tmp_path / "scenarios.json").read_text())["curve"]
     assert (curve["key"], curve["headline"], curve["x"]) == ("identified", "focus_acc", [0.1, 0.5, 1.0])
     assert curve["methods"] == {"do_nothing": [0.5, 0.5, 0.5], "finetune": [0.45, 0.3, 0.1]}  # focus: figure / 2
     assert curve["retrained"] == [0.0, 0.0, 0.0] and curve["original"] == [0.8, 0.8, 0.8]
+    assert curve["clean"] == [0.05, 0.05, 0.05]  # the clean model, trained without the manipulation
+    table = json.loads((tmp_path / "scenarios.json").read_text())
+    assert [c["label"] for c in table["scenarios"]] == ["identified=0.5", "identified=0.1", "identified=1.0"]
     out = capsys.readouterr().out
+    assert "focus_acc (retrained 0.000, clean 0.050)" in out and re.search(r"\(clean\)\s+0\.050\s+0\.050\s+0\.050", out)
+    assert out.count("focus_acc: accuracy on the test images of age groups [3, 4]") == 1  # said once, not per column
     assert "focus_acc of forget=corrective against forget.identified:" in out
     assert re.search(r"finetune\s+0\.450\s+0\.300\s+0\.100", out)
     from selenium.webdriver.common.by import By

@@ -65,9 +65,8 @@ def scenario_table(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
         {k: sc.get(k) for k in ("name", "settings", "headline", "focus", "retrained", "original", "clean")}
         for sc in scenarios
     ]
-    by_name = len({sc["name"] for sc in scenarios}) == len(scenarios)  # else the settings tell them apart
-    for column, sc, split in zip(columns, scenarios, splits):
-        column["label"] = sc["name"] if by_name else _label(sc)
+    for column, label, split in zip(columns, _labels(scenarios), splits):
+        column["label"] = label
         column["ceiling_f"] = (split.get("ceiling") or {}).get("forget_quality")
     methods = []
     for name in names:
@@ -144,9 +143,11 @@ def format_scenarios(table: dict[str, Any]) -> str:
             for p, c in zip(m["per_scenario"], cols)
         ]
         lines.append(f"{m['name']:<{width}}  " + "  ".join(f"{x:>{w}}" for x, w in zip(cells, cell_w)))
-    focus = [f"{c['label']}: {c['focus']}" for c in cols if c["focus"]]
-    if focus:
-        lines.append("focus_acc: accuracy on " + "; ".join(focus))
+    focus = {c["focus"] for c in cols if c["focus"]}
+    if len(focus) == 1 and all(c["focus"] for c in cols):  # one scenario swept over a setting: said once
+        lines.append(f"focus_acc: accuracy on {focus.pop()}")
+    elif focus:
+        lines.append("focus_acc: accuracy on " + "; ".join(f"{c['label']}: {c['focus']}" for c in cols if c["focus"]))
     if table.get("curve"):
         lines += ["", format_curve(table["curve"])]
     return "\n".join(lines)
@@ -232,6 +233,23 @@ def curve_plot(curve: dict[str, Any]) -> str:
 def _plotted(values: list[float | None]) -> list[float]:
     """A missing figure as a gap in the line."""
     return [np.nan if v is None else v for v in values]
+
+
+def _labels(scenarios: list[dict[str, Any]]) -> list[str]:
+    """Each column's name: the scenario's, and where it repeats, the settings its runs differ in (`identified=0.1`,
+    not every setting of the scenario); only the settings as a sweep of one scenario."""
+    names = [sc["name"] for sc in scenarios]
+    out = []
+    for sc in scenarios:
+        same = [other["settings"] for other in scenarios if other["name"] == sc["name"]]
+        if len(same) == 1:
+            out.append(sc["name"])
+            continue
+        keys = sorted(set().union(*same))
+        varying = [k for k in keys if k in sc["settings"] and len({repr(o.get(k)) for o in same}) > 1]
+        label = ",".join(f"{k}={sc['settings'][k]}" for k in varying)
+        out.append(label if len(set(names)) == 1 else f"{sc['name']}({label})")
+    return out
 
 
 def _label(sc: dict[str, Any]) -> str:

@@ -49,7 +49,9 @@ FOCUS = {
 
 def scenario_section(ctx: Context, evals: list[RunEval] | None = None) -> Scenario:
     """The section as known before the runs (evals None: no unlearned figures) or after them."""
-    split, original = ctx.dm.split, original_metrics(ctx.pool.original_path)
+    split = ctx.dm.split
+    # the originals the runs start from (pool.originals): do_nothing's figures are their mean, so the original's are too
+    original = [original_metrics(ctx.pool.original_of(s)) for s in range(ctx.settings.originals)]
     clean = original_metrics(ctx.pool.clean_path) if split.manipulated else None
     settings = dict(split.scenario)
     name = settings.pop("name")
@@ -72,13 +74,13 @@ def scenario_section(ctx: Context, evals: list[RunEval] | None = None) -> Scenar
 
 
 def _figure(
-    original: dict, clean: dict | None, entries: list[PoolEntry], part: str, unlearned: list[float | None]
+    original: list[dict], clean: dict | None, entries: list[PoolEntry], part: str, unlearned: list[float | None]
 ) -> ScenarioFigure:
     """None where a figure is missing anywhere: a mean over some of the models would mislead. `clean`: the clean
     model's stored figures (None where the scenario has no clean model; empty where the pool lacks its file)."""
     retrained = [((e.metrics or {}).get(part) or {}).get("acc") for e in entries]
     return ScenarioFigure(
-        original=(original.get(part) or {}).get("acc"),
+        original=_mean([(o.get(part) or {}).get("acc") for o in original]),
         retrained=_mean(retrained),
         unlearned=_mean(unlearned),
         clean=((clean or {}).get(part) or {}).get("acc"),
