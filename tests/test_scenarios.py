@@ -314,20 +314,31 @@ def _busiest_group(images: FaceImages) -> int:
 @pytest.mark.parametrize(
     "layout, make", [("csv", make_csv), ("utkface", make_utkface), ("surf", make_surf)], ids=["csv", "utkface", "surf"]
 )
-def test_random_and_class_work_on_every_folder_layout(tmp_path: Path, faces: FaceImages, layout: str, make) -> None:  # noqa: F811
+def test_random_class_and_poison_work_on_every_folder_layout(
+    tmp_path: Path,
+    faces: FaceImages,  # noqa: F811
+    layout: str,
+    make,  # noqa: ANN001
+) -> None:
     make(tmp_path / layout, faces)
     base = [f"data={layout}", f"data.root={tmp_path / layout}"]
     label = _busiest_group(faces)
-    for scenario in (["forget=random", "forget.fraction=0.25"], ["forget=class", f"forget.label={label}"]):
+    poison = ["forget=corrective", "forget.kind=poison", f"forget.target={label}", "forget.poisoned=0.2"]
+    for scenario in (["forget=random", "forget.fraction=0.25"], ["forget=class", f"forget.label={label}"], poison):
         dm = data(*base, *scenario)
         dm.setup()
         s = dm.split
         assert np.array_equal(np.union1d(s.forget, s.retain), s.train) and len(s.retain) > 0
+        groups = age_groups(dm.faces.ages, s.age_edges).numpy()
         if isinstance(dm.forget, RandomImages):
             assert len(s.forget) == round(0.25 * len(s.train))
-        else:
-            assert isinstance(dm.forget, AgeGroup)
-            assert (age_groups(dm.faces.ages, s.age_edges).numpy()[s.forget] == label).all() and len(s.forget)
+        elif isinstance(dm.forget, AgeGroup):
+            assert (groups[s.forget] == label).all() and len(s.forget)
+        else:  # poison needs no label a folder lacks: the triggered copies follow the source's images
+            assert (
+                len(s.trigger["patched"]) == round(0.2 * len(s.train)) and (groups[s.trigger["patched"]] != label).all()
+            )
+            assert len(s.focus) == len(s.trigger["copies"]) > 0 and (dm.dataset("focus").groups[s.focus] == label).all()
 
 
 def test_a_subgroup_of_data_without_traits_is_refused_naming_the_key(tmp_path: Path, faces: FaceImages) -> None:  # noqa: F811
