@@ -10,8 +10,7 @@ holds the kit's version) are not reused.
 
 A rejected submission is a Result too: its status, message and what was known before the verdict (submission,
 pool, settings, params; the sandbox and the price of a retrain once the child ran), None for what was measured.
-A leaderboard's row is made of a Result in one place: challenge.scoring.row.
-"""
+A leaderboard's row is made of a Result in one place: challenge.scoring.row."""
 
 from __future__ import annotations
 
@@ -242,9 +241,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class ScenarioFigure:
-    """One figure of the scenario's own: the original's, the retrained pool's mean and the unlearned runs' mean
-    (None where the pool or the original file does not store it), and a corrective scenario's clean model's
-    (trained without the manipulation: what undoing it fully would look like; None for other scenarios)."""
+    """One figure of the scenario's own: the originals', the retrained pool's and the unlearned runs' means, and a
+    corrective scenario's clean model's (None where a file lacks it, or the scenario has no clean model)."""
 
     original: float | None
     retrained: float | None
