@@ -1,29 +1,40 @@
 """Baselines through the real scorer and sandbox, the leaderboard report, and `challenge baseline`.
 
 The fast tests share one tiny pool (the same preset as tests/test_score.py, so a session running
-both builds it once) and score every baseline once, two at a time, via the code `challenge
-baseline` uses; the report is then opened in a real headless Chromium. The whole command, run
-twice from the CLI, is the slow test.
+both builds it once) and score the baselines `make baseline` scores (the default set) and retrain
+once, two at a time, via the code `challenge baseline` uses (its two scorings at a time in threads
+of this process, which has the kit imported, instead of two spawned workers that import it again:
+challenge.parallel's spawned workers are tested by tests/test_pool.py's bit-identity test); the
+report is then opened in a real headless Chromium. The other baselines of `baselines=all` run in
+this process as a run's process runs them, with the judge's strict load of what they return (each
+scoring is a child that imports torch and timm: about 10 CPU seconds); their scorings through the
+sandbox are slow tests. The whole command, run twice from the CLI, is the slow test too.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import copy
 import io
 import json
+import pickle
 import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from challenge.cli import main
+from challenge.cli import CONF_DIR, main
+from challenge.commands import baseline as baseline_command
 from challenge.commands.baseline import Stages, baseline_files, score_all
 from challenge.pool import Pool, build, summary
 from challenge.pool.build import format_summary
@@ -37,37 +48,74 @@ from challenge.scoring.compare import (
     write_confidences,
 )
 from challenge.scoring.context import KIT_BASELINES, budget_exempt
+from challenge.scoring.evaluation import load_weights
 from challenge.scoring.metric import forget_score, per_example_epsilon
+from challenge.scoring.protocol import DATA, WEIGHTS, run_name
 from challenge.scoring.result import PoolInfo, Result
 from challenge.scoring.row import LeaderboardRow
+from challenge.scoring.run import load_parts, loaders, save, seed_everything
 from challenge.scoring.scorer import score_submission
+from challenge.scoring.stage import staged_data
+from challenge.scoring.submission import compile_submission, load_submission
 from challenge.training.net import accuracy, load_net, mean_confidence, predict_logits
 from tests.conftest import TINY, compose_config, run_cli
 
-# A generous budget: the tiny recipe's retrain (3 steps) is below what a baseline's own set-up costs.
 METHODS = sorted(p.stem for p in KIT_BASELINES.glob("*.py"))
+# Scored through the sandbox in `make test`: what `make baseline` scores, and retrain (budget-exempt; the ceiling's
+# method). The rest of baselines=all run in this process there (test_the_other_baselines_run_...), and are scored
+# through the sandbox in `make test-all`.
+SCORED = sorted({*OmegaConf.load(CONF_DIR / "baselines" / "default.yaml").methods, "retrain"})
+REST = [m for m in METHODS if m not in SCORED]
+# A generous budget: the tiny recipe's retrain (3 steps) is below what a baseline's own set-up costs.
 SCORE = [
     *TINY,
     "scorer.budget_seconds=120",
     "scorer.n_bootstrap=20",
     "workers=2",
     "pool.ceiling=true",
-    f"baselines.methods=[{','.join(METHODS)}]",
 ]
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Result]]:
-    """Every baseline of the default list scored on the tiny pool: (run folder, name -> result)."""
+    """The SCORED baselines scored on the tiny pool: (run folder, name -> result)."""
     out = tmp_path_factory.mktemp("baselines")
     cfg = compose_config("baseline", SCORE, out)
-    files = baseline_files(cfg)
     dm = instantiate(cfg.data)
     dm.setup()
     pool = Pool.for_config(cfg, dm)
     pool.create()
     build(cfg, pool, pool_models(cfg), 1)  # seven tiny models: cheaper than spawning workers
-    return out, score_all(OmegaConf.to_container(cfg, resolve=True), files, out, 2, Stages())
+    return out, _score_all(out, SCORED)
+
+
+@pytest.fixture(scope="module")
+def scored_all(scored: tuple[Path, dict[str, Result]]) -> tuple[Path, dict[str, Result]]:
+    """The REST scored as well, on the same pool into the same run folder (slow: a child each)."""
+    out, results = scored
+    return out, {**results, **_score_all(out, REST)}
+
+
+def _score_all(out: Path, names: list[str]) -> dict[str, Result]:
+    """`challenge baseline`'s scoring stage (commands.baseline.score_all) for `names`, two at a time."""
+    cfg = compose_config("baseline", [*SCORE, f"baselines.methods=[{','.join(names)}]"], out)
+    with pytest.MonkeyPatch.context() as patch:  # spawned workers would import the kit again: 9 CPU s each
+        patch.setattr(baseline_command, "run_parallel", _in_threads)
+        return score_all(OmegaConf.to_container(cfg, resolve=True), baseline_files(cfg), out, 2, Stages())
+
+
+def _in_threads(fn: Callable, jobs: list[tuple], workers: int, on_result: Callable | None = None) -> list[Any]:
+    """challenge.parallel.run_parallel's contract (fn(*job) for every job, `workers` at a time, in the order
+    submitted; results and on_result's lines in completion order) in threads: each scoring is a sandboxed child
+    of its own either way, and the scorer is thread-safe (tests/test_score.py scores its files in threads)."""
+    results = []
+    with ThreadPoolExecutor(workers) as ex:
+        for future in as_completed([ex.submit(fn, *job) for job in jobs]):
+            results.append(future.result())
+            line = on_result(results[-1]) if on_result else None
+            if line is not None:
+                print(line, flush=True)
+    return results
 
 
 def test_all_is_every_file_in_baselines_but_retrain_and_the_default_set_is_part_of_it() -> None:
@@ -82,15 +130,57 @@ def test_all_is_every_file_in_baselines_but_retrain_and_the_default_set_is_part_
     assert len(METHODS) >= 17
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_each_baseline_is_scored_through_the_sandbox(scored: tuple[Path, dict[str, Result]], name: str) -> None:
-    out, results = scored
+def test_the_baselines_scored_in_make_test_are_the_default_set_and_retrain() -> None:
+    default = compose_config("baseline", ["logger=none"], Path("/tmp")).baselines.methods
+    assert SCORED == sorted({*default, "retrain"}) and len(SCORED) >= 8  # the ceiling test wants 8 results
+    assert sorted(SCORED + REST) == METHODS and len(REST) >= 1
+
+
+@pytest.mark.parametrize("name", [n if n in SCORED else pytest.param(n, marks=pytest.mark.slow) for n in METHODS])
+def test_each_baseline_is_scored_through_the_sandbox(request: pytest.FixtureRequest, name: str) -> None:
+    out, results = request.getfixturevalue("scored" if name in SCORED else "scored_all")
     result = results[name]
     assert result.status == "scored", result.message
     assert Result.read(out / name / "result.json") == result
+    assert pickle.loads(pickle.dumps(result)) == result  # as a spawned worker of `challenge baseline` returns it
     samples = result.confidence_samples
     assert len(samples.unlearned) == min(4, result.score.n_examples)
     assert all(len(u) == len(r) == 3 for u, r in zip(samples.unlearned, samples.retrained))
+
+
+@pytest.fixture(scope="module")
+def run_inputs(scored: tuple[Path, dict[str, Result]], tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """What the sandboxed child is given (the pool's original; retain, forget and val as staged), and the data."""
+    pool, dm = _pool_and_data(scored[0])
+    data = tmp_path_factory.mktemp("staged") / DATA
+    torch.save(staged_data(dm), data)
+    return load_net(pool.original_path), load_parts(data), dm
+
+
+@pytest.mark.parametrize("name", REST)
+def test_the_other_baselines_run_as_a_runs_process_runs_them_and_the_judge_takes_their_model(
+    run_inputs: tuple, tmp_path: Path, name: str
+) -> None:
+    """A baseline scored through the sandbox in `make test-all` only: here its file goes through the steps of a
+    run's process (challenge.scoring.run.Run: load_submission, seed, the run's loaders, unlearning(), save) in this
+    process, then the judge's strict load of the weights (load_weights) and its outputs on the forget images: what
+    decides the verdicts that depend on the file (raised, not_a_model, wrong_architecture, non_finite). The sandbox,
+    the meter and the judge around a run are the same for every file; the SCORED baselines go through them."""
+    (original, spec, _), parts, dm = run_inputs
+    source = KIT_BASELINES / f"{name}.py"
+    try:
+        unlearning = load_submission(source, compile_submission(source))
+    finally:
+        sys.modules.pop("submission", None)  # where load_submission puts the module
+    torch.set_num_threads(1)  # scorer.threads, as in a run's process
+    seed_everything(0)
+    net = copy.deepcopy(original)  # a run's process changes its own copy
+    torch.set_grad_enabled(True)
+    returned = unlearning(net, *loaders(parts, dm.batch_size, 0))
+    weights = tmp_path / f"{run_name(0)}{WEIGHTS}"
+    save(returned, net, 0, weights)
+    logits, _ = predict_logits(load_weights(spec, weights, 0), dm.loader("forget"))
+    assert logits.shape == (len(dm.dataset("forget")), dm.num_classes) and torch.isfinite(logits).all()
 
 
 def test_do_nothing_has_the_lowest_possible_forget_quality(scored: tuple[Path, dict[str, Result]]) -> None:
@@ -225,10 +315,10 @@ def test_table_ranks_and_marks_unscored_and_exempt_rows(scored: tuple[Path, dict
     assert [r.name for r in rows][-1] == "broken"
     finals = [r.final_score for r in rows[:-1]]
     assert finals == sorted(finals, reverse=True)
-    assert all(name in table for name in [*METHODS, "broken"])
+    assert all(name in table for name in [*SCORED, "broken"])
     assert "(exempt)" in next(line for line in table.splitlines() if " retrain " in line)
     # every scored neighbour pair is compared paired, from the confidences kept in out/<method>/
-    assert [r.compared for r in rows] == ["paired"] * (len(METHODS) - 1) + [None, None]
+    assert [r.compared for r in rows] == ["paired"] * (len(SCORED) - 1) + [None, None]
     assert all(0.0 <= r.p_next <= 1.0 and r.close == (0.05 < r.p_next < 0.95) for r in rows[:-2])
     assert "P(F > next)" in table.splitlines()[1]  # under the ceiling line
 
@@ -267,17 +357,17 @@ def test_report_opens_in_chromium_with_every_row_and_plot(
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
     shown = [tr.get_attribute("data-name") for tr in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
-    assert sorted(shown) == METHODS
+    assert sorted(shown) == SCORED
     images = browser.find_elements(By.TAG_NAME, "img")
     thumbs = browser.find_elements(By.CSS_SELECTOR, ".leaks img")
-    assert len(images) - len(thumbs) == 1 + len(METHODS)  # the summary, then one figure per method
+    assert len(images) - len(thumbs) == 1 + len(SCORED)  # the summary, then one figure per method
     assert all(
         browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0 for img in images
     )
     # each method's leaked faces: one thumbnail per `leaks` entry, in ε order, the alt naming the image
     alts = [img.get_attribute("alt") for img in thumbs]
     expected = [leak for name in (r.name for r in rows) for leak in results[name].leaks]
-    assert len(alts) == len(expected) == sum(min(8, len(results[m].examples.epsilon)) for m in METHODS) > 0
+    assert len(alts) == len(expected) == sum(min(8, len(results[m].examples.epsilon)) for m in SCORED) > 0
     assert all(
         alt.startswith(f"forget image {leak.image_id} (person {leak.person_id}), ε = ")
         for alt, leak in zip(alts, expected)
@@ -292,7 +382,7 @@ def test_report_opens_in_chromium_with_every_row_and_plot(
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".leaks figcaption")]
     assert captions[0] == f"ε {expected[0].epsilon:.1f} · person {expected[0].person_id}"
     headings = {h.text for h in browser.find_elements(By.TAG_NAME, "h2")}
-    assert headings == set(METHODS)
+    assert headings == set(SCORED)
 
 
 # -- `challenge compare` on the scored baselines ---------------------------------------------------

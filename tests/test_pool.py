@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from challenge.commands.pool import run as pool_command
 from challenge.errors import ChallengeError
 from challenge.pool import Pool, read_entry
 from tests.conftest import CHALLENGE, TINY, compose_config, run_cli
@@ -162,20 +163,15 @@ def test_a_damaged_entry_is_not_counted(tmp_path: Path) -> None:
 def test_the_same_seed_has_the_same_bits_however_the_pool_is_built(tmp_path: Path) -> None:
     """`challenge pool` alone (its own worker processes) and a joblib multirun of two shards, into
     separate caches: seed 1000's entry is bit-identical, because every model trains single-threaded.
-    Alone it also trains a second original (pool.originals=2), with the next seed, into the same pool."""
+    Alone it also trains a second original (pool.originals=2), with the next seed, into the same pool.
+    The run alone is the command's function called here (what the CLI calls once Hydra has composed the
+    config; its spawned workers are the same): a CLI process of its own would import the kit once more
+    (about 10 s of a loaded 2-core machine), and the multirun below goes through the CLI anyway."""
     alone, sweep = tmp_path / "alone", tmp_path / "sweep"
-    r = run_cli(
-        "pool",
-        *POOL_TINY,
-        "pool.size=1",
-        "pool.originals=2",
-        f"hydra.run.dir={tmp_path}/run",
-        env={"CHALLENGE_CACHE_DIR": str(alone)},
-    )
-    assert r.returncode == 0, r.stderr
-    assert (
-        json.loads((tmp_path / "run" / "pool.json").read_text())["processes"] == 2
-    )  # the original and seed 1000 side by side
+    cfg = compose_config("pool", [*POOL_TINY, "pool.size=1", "pool.originals=2"], tmp_path / "run")
+    cfg.paths.cache_dir = str(alone)
+    assert pool_command(cfg)["processes"] == 2  # the original and seed 1000 side by side
+    assert json.loads((tmp_path / "run" / "pool.json").read_text())["processes"] == 2
     r = run_cli(
         "pool",
         "-m",
