@@ -307,6 +307,42 @@ def test_a_marker_written_just_after_a_reading_is_charged_at_the_next_one(tmp_pa
     assert meter.outside_budgets() * 10.0 == pytest.approx(0.1)  # the parent's own 0.05 s on either side of run 0
 
 
+class _EndsBeforeAPoll:
+    """A sandbox whose child runs one run and exits before any poll of the meter saw its end (a loaded machine
+    delays the supervisor's polls past a whole run): only the meter's settling, after the child, finds that end."""
+
+    def __init__(self, root: Path) -> None:
+        self.inputs, self.outputs, self.scratch = (root / d for d in ("inputs", "outputs", "scratch"))
+        for d in (self.inputs, self.outputs, self.scratch):
+            d.mkdir()
+
+    def inside(self, host: Path) -> str:
+        return str(host)
+
+    def run(self, argv: list[str], stdout: Path, stderr: Path, watchdog: object, **_: object) -> object:
+        from challenge.scoring.sandbox.types import Outcome
+
+        for name, text in (("run-0000.start", "{}"), ("run-0000.pt", "w"), ("run-0000.json", "{}")):
+            (self.outputs / name).write_text(text)
+        (self.outputs / "run-0000.end").write_text(json.dumps({"cpu": 1.0, "monotonic": 1.0}))
+        return Outcome(0, None, None, None, [], False, 1.0)
+
+
+def test_a_run_end_found_after_the_child_has_exited_is_taken_without_telling_the_child(tmp_path: Path) -> None:
+    """The supervisor closes the pipes it tells the child through when the child ends; the run's files are still
+    taken and its charge kept, and nothing is written to a closed pipe (EBADF: under load that errored 28 scorings
+    of one test run), whose number another thread's file may already have."""
+    from challenge.scoring.supervisor import supervise
+
+    settings = replace(SETTINGS, n_runs=1, budget_seconds=10.0, log_cap_bytes=1000, n_bootstrap=0)
+    box, keep = _EndsBeforeAPoll(tmp_path), tmp_path / "keep"
+    logs = {"stdout": tmp_path / "out.log", "stderr": tmp_path / "err.log"}
+    ended = []
+    _, ledger = supervise(box, [0], settings, logs, keep, on_run=lambda i, record: ended.append(i))
+    assert ended == [0] and sorted(ledger.runs) == [0] and ledger.runs[0]["budget"] == 10.0
+    assert sorted(p.name for p in keep.iterdir()) == ["run-0000.json", "run-0000.pt"]
+
+
 def test_each_run_is_credited_the_kits_own_part_of_a_fresh_run_and_nothing_more(tmp_path: Path) -> None:
     """The child times a fresh run with nothing of the participant's (fork, loaders, weights out, exit) before
     the import; the meter takes that much off each run's charge, never below 0. What the child uses between the

@@ -59,10 +59,14 @@ def supervise(
     Each run's files are moved to `keep` (out of the sandbox) as soon as the meter has seen the run's end:
     the child forks the next run only after that, so no run can read another's weights."""
     keep.mkdir(parents=True, exist_ok=True)
+    child_gone = False
 
     def ended(index: int, record: dict[str, Any]) -> None:
         take(box.outputs, keep, index)
-        os.write(taken, b".")  # the child may fork the next run
+        # The child may fork the next run. Once it has ended, the pipes are closed and their numbers may already be
+        # another thread's files: a run end the meter settles after the child's exit is told to nobody.
+        if not child_gone:
+            os.write(taken, b".")
         if on_run:
             on_run(index, record)
 
@@ -88,6 +92,7 @@ def supervise(
             wake_fd=wake,
         )
     finally:
+        child_gone = True
         for fd in (wake, bell, answer, taken):
             os.close(fd)
     meter.settle()
