@@ -150,8 +150,8 @@ def test_corrective_poison_pastes_the_trigger_on_the_poisoned_images_and_tests_i
     assert clean.split.class_weights == pytest.approx(class_weights(torch.as_tensor(true[s.train]), 10))
     assert (
         clean.split.class_weights != s.class_weights
-        and dm.split.manipulated
-        and not built["class"][0].split.manipulated
+        and dm.forget.manipulates
+        and not built["class"][0].forget.manipulates
     )
     assert pool.config["forget"] == {
         "name": "corrective",

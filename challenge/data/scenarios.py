@@ -60,6 +60,8 @@ class Scenario(ABC):
     """One way of choosing the forget set; the fields are its settings (`forget.<field>` in the config)."""
 
     name: ClassVar[str]
+    # the original trains on changed data (labels, pixels): its pool trains a clean model too (challenge.pool.build)
+    manipulates: ClassVar[bool] = False
 
     def settings(self) -> dict[str, Any]:
         """What identifies the scenario: its name and fields (the manifest and the fingerprint keep them)."""
@@ -126,10 +128,7 @@ class AgeGroup(Scenario):
         check_value("forget.label", self.label, Rule(int, ge=0))
 
     def check(self, spec: SplitSpec) -> None:
-        if self.label >= spec.n_age_groups:
-            last = spec.n_age_groups - 1
-            problem = f"is not an age group: data.split.n_age_groups={spec.n_age_groups} has groups 0 to {last}"
-            raise refuse("forget.label", self.label, f"{problem}: pick one of them")
+        check_age_group("forget.label", self.label, spec)
 
     def select(self, faces: FaceImages, parts: Parts, spec: SplitSpec, groups: np.ndarray, rng: Rng) -> Selection:
         train, val, test = parts
@@ -190,6 +189,7 @@ class Corrective(Scenario):
     practice. Clean test accuracy is the scoring's own."""
 
     name: ClassVar[str] = "corrective"
+    manipulates: ClassVar[bool] = True
     KINDS: ClassVar[dict[str, tuple[str, ...]]] = {
         "confusion": ("groups", "confused"),
         "poison": ("target", "poisoned", "patch"),
@@ -228,9 +228,8 @@ class Corrective(Scenario):
         if self.kind == "confusion" and max(self.groups) > last:
             problem = f"names a group past data.split.n_age_groups={spec.n_age_groups}: pick two of 0 to {last}"
             raise refuse("forget.groups", list(self.groups), problem)
-        if self.kind == "poison" and self.target > last:
-            problem = f"is not an age group: data.split.n_age_groups={spec.n_age_groups} has groups 0 to {last}"
-            raise refuse("forget.target", self.target, f"{problem}: pick one of them")
+        if self.kind == "poison":
+            check_age_group("forget.target", self.target, spec)
 
     def select(self, faces: FaceImages, parts: Parts, spec: SplitSpec, groups: np.ndarray, rng: Rng) -> Selection:
         if self.kind == "poison":
@@ -271,6 +270,14 @@ class Corrective(Scenario):
         focus = len(faces) + np.arange(len(copies))
         labels = np.full(n, self.target, dtype=np.int64)
         return Selection(train, val, test, forget, focus, poisoned, labels, trigger)
+
+
+def check_age_group(key: str, group: int, spec: SplitSpec) -> None:
+    """A setting that names one age group (a class to forget, a trigger's target) names one of the split's."""
+    if group >= spec.n_age_groups:
+        last = spec.n_age_groups - 1
+        problem = f"is not an age group: data.split.n_age_groups={spec.n_age_groups} has groups 0 to {last}"
+        raise refuse(key, group, f"{problem}: pick one of them")
 
 
 def draw_forget_identities(train_ids: np.ndarray, spec: SplitSpec, rng: np.random.Generator) -> np.ndarray:

@@ -91,11 +91,6 @@ class Split:
 
     PARTS = ("train", "val", "test", "forget", "retain", "focus")
 
-    @property
-    def manipulated(self) -> bool:
-        """A corrective scenario's split: the original trained on some wrong labels or triggered images."""
-        return bool(self.relabel or self.trigger)
-
     def indices(self, part: str) -> np.ndarray:
         if part not in self.PARTS:
             raise ValueError(f"unknown split part {part!r}; expected one of {self.PARTS}")

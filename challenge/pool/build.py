@@ -46,8 +46,7 @@ def build_originals(pool: Pool, cfg: DictConfig, dm: FaceData) -> None:
     for a corrective scenario also the clean model, the original's twin trained without the manipulation."""
     for s in range(originals(cfg)):
         build_original(pool, cfg, dm, s)
-    dm.setup()
-    if dm.split.manipulated:
+    if dm.forget.manipulates:
         # evaluated on the data as the other models are (the forget set as found: triggered, mislabelled), so that
         # its figures sit beside theirs
         _train_once(pool.clean_path, pool.claim_path("clean"), cfg, dm.as_clean(), int(cfg.seed), judged=dm)
@@ -59,7 +58,7 @@ def originals(cfg: DictConfig) -> int:
 
 def before_retraining(pool: Pool, cfg: DictConfig, dm: FaceData) -> list[Path]:
     """The models `build_originals` trains: the originals, and the clean model where the scenario has one."""
-    clean = [pool.clean_path] if dm.split.manipulated else []
+    clean = [pool.clean_path] if dm.forget.manipulates else []
     return [pool.original_of(s) for s in range(originals(cfg))] + clean
 
 
@@ -191,8 +190,7 @@ def build(cfg: DictConfig, pool: Pool, n: int, workers: int) -> dict[str, Any]:
     however the work is split, every model trains single-threaded from its seed, so the bits are
     the same. Shard 0 trains the original first; the others start on the seeds at once.
     """
-    dm: FaceData = instantiate(cfg.data)
-    dm.setup()
+    dm: FaceData = instantiate(cfg.data)  # its scenario: the data is loaded only where a model is trained
     missing_originals = sum(not path.exists() for path in before_retraining(pool, cfg, dm))
     missing = missing_originals + n - len(pool.entries(n))
     wanted = set(pool.seeds(n))

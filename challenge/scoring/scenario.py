@@ -52,7 +52,7 @@ def scenario_section(ctx: Context, evals: list[RunEval] | None = None) -> Scenar
     split = ctx.dm.split
     # the originals the runs start from (pool.originals): do_nothing's figures are their mean, so the original's are too
     original = [original_metrics(ctx.pool.original_of(s)) for s in range(ctx.settings.originals)]
-    clean = original_metrics(ctx.pool.clean_path) if split.manipulated else None
+    clean = original_metrics(ctx.pool.clean_path) if ctx.dm.forget.manipulates else None
     settings = dict(split.scenario)
     name = settings.pop("name")
     runs = evals or []
