@@ -91,8 +91,7 @@ def scenario_curve(table: dict[str, Any]) -> dict[str, Any] | None:
     cols = table["scenarios"]
     if len({c["name"] for c in cols}) != 1 or len({c["headline"] for c in cols}) != 1:
         return None
-    keys = sorted(set().union(*(c["settings"] for c in cols)))
-    varying = [k for k in keys if len({repr(c["settings"].get(k)) for c in cols}) > 1]
+    varying = _varying([c["settings"] for c in cols])
     xs = [c["settings"].get(varying[0]) for c in cols] if len(varying) == 1 else []
     if not xs or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
         return None
@@ -245,11 +244,15 @@ def _labels(scenarios: list[dict[str, Any]]) -> list[str]:
         if len(same) == 1:
             out.append(sc["name"])
             continue
-        keys = sorted(set().union(*same))
-        varying = [k for k in keys if k in sc["settings"] and len({repr(o.get(k)) for o in same}) > 1]
-        label = ",".join(f"{k}={sc['settings'][k]}" for k in varying)
+        label = ",".join(f"{k}={sc['settings'][k]}" for k in _varying(same) if k in sc["settings"])
         out.append(label if len(set(names)) == 1 else f"{sc['name']}({label})")
     return out
+
+
+def _varying(settings: list[dict[str, Any]]) -> list[str]:
+    """The setting names whose values differ between runs (a name one run lacks differs), sorted."""
+    keys = sorted(set().union(*settings))
+    return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
 
 
 def _label(sc: dict[str, Any]) -> str:
